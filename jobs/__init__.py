@@ -1,0 +1,1 @@
+"""fairshelf: the nightly pipeline for fair, transparent, inclusive and private recommendations."""

@@ -1,0 +1,173 @@
+"""``fairshelf``: the command line. It parses arguments and calls stages; nothing else.
+
+Errors a user can meet print as one clear message (no traceback) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import secrets
+from contextlib import contextmanager
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jobs.config import Config, ConfigError, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="fairshelf: nightly recommendations that are fair, transparent, inclusive and private.",
+)
+console = Console()
+KEY_FILE = ".fairshelf_pseudonym_key"
+
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML configuration file.")
+DateOption = typer.Option(..., "--date", "-d", help="Run date, YYYY-MM-DD.")
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from jobs.pipeline import RunFailed
+    from jobs.stage import StageError
+    from jobs.tables import TableError
+
+    return (ConfigError, StageError, TableError, RunFailed, FileNotFoundError)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Print fairshelf's own errors as a message and exit 1; let real bugs raise."""
+    try:
+        yield
+    except _known_errors() as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD") from None
+
+
+def _demo_key(config: Config) -> Config:
+    """The demo's own pseudonymization key: created once under the lakehouse, mode 0600."""
+    if config.pseudonym_key:
+        return config
+    path = Path(config.lakehouse) / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+        console.print(f"created a demo pseudonymization key at {path} (mode 0600)")
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"the demo key file {path} is readable by others; run `chmod 600 {path}`")
+    return config.with_key(path.read_bytes().strip())
+
+
+def _run_dates(config: Config, dates: list[date]) -> None:
+    """Run the nightly pipeline for each date in order, with progress; stop at a failure."""
+    from jobs.pipeline import ORDER, run_pipeline
+    from jobs.spark import build_spark
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as progress:
+        task = progress.add_task("starting Spark", total=len(dates) * len(ORDER))
+        spark = build_spark(config)
+        try:
+            for run_date in dates:
+                def on_stage(name: str, run_date: date = run_date) -> None:
+                    progress.update(task, description=f"{run_date}: {name}")
+                    progress.advance(task)
+
+                outcome = run_pipeline(spark, config, run_date, on_stage=on_stage)
+                progress.console.print(
+                    f"[green]{run_date}: run {outcome.run_id} succeeded[/]; report: {outcome.report_path}"
+                )
+        finally:
+            spark.stop()
+
+
+@app.command()
+def demo(
+    config_file: Optional[Path] = ConfigOption,
+    run_date: str = typer.Option(
+        None, "--date", "-d", help="Last day generated and run (default: yesterday, UTC)."
+    ),
+    users: int = typer.Option(2000, help="Synthetic users."),
+    items: int = typer.Option(600, help="Synthetic titles."),
+    events_per_day: int = typer.Option(6000, help="Synthetic viewing events per day."),
+    days: int = typer.Option(7, help="Days of synthetic history."),
+    seed: int = typer.Option(42, help="Seed of the generator."),
+) -> None:
+    """Generate a synthetic landing zone and run the nightly pipeline for its last day."""
+    from jobs.synthetic import SyntheticSpec, generate_landing
+
+    with _user_errors():
+        config = _demo_key(load_config(config_file))
+        end = _parse_date(run_date) if run_date else date.today() - timedelta(days=1)
+        spec = SyntheticSpec(
+            users=users, items=items, events_per_day=events_per_day, days=days, end_date=end, seed=seed
+        )
+        with console.status("generating the synthetic landing zone"):
+            summary = generate_landing(config.lakehouse, spec)
+        console.print(
+            f"landing zone: {summary.events:,} events ({summary.malformed_events:,} malformed on "
+            f"purpose) of {summary.users:,} users over {len(summary.dates)} days in {summary.root}"
+        )
+        _run_dates(config, [end])
+        _print_tables(config)
+        console.print(f"\npublished tables: {config.path('gold')}")
+        console.print(f"run report:       {Path(config.report_dir(end.isoformat())) / 'index.html'}")
+
+
+@app.command("run")
+def run_command(run_date: str = DateOption, config_file: Optional[Path] = ConfigOption) -> None:
+    """Run the nightly pipeline for one date."""
+    with _user_errors():
+        _run_dates(load_config(config_file), [_parse_date(run_date)])
+
+
+@app.command()
+def backfill(
+    start: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last date (inclusive), YYYY-MM-DD."),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Run the nightly pipeline for every date from START to END, one after another.
+
+    Each date's run replaces that date's partitions, so a backfill can be stopped and
+    started again: dates already done are simply redone.
+    """
+    with _user_errors():
+        first, last = _parse_date(start), _parse_date(end)
+        if last < first:
+            raise typer.BadParameter(f"--end {last} is before --start {first}")
+        dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        _run_dates(load_config(config_file), dates)
+
+
+def _print_tables(config: Config) -> None:
+    from jobs.tables import list_tables
+
+    listing = Table("table", "version", "rows", title=f"tables in {config.lakehouse}")
+    for info in list_tables(config.lakehouse):
+        listing.add_row(info.name, str(info.version), f"{info.rows:,}")
+    console.print(listing)
+
+
+@app.command()
+def tables(config_file: Optional[Path] = ConfigOption) -> None:
+    """List the lakehouse's tables with their current version and row count."""
+    with _user_errors():
+        _print_tables(load_config(config_file))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,301 @@
+"""The one typed configuration object of fairshelf.
+
+Loaded from a TOML file (the packaged ``defaults.toml`` unless ``FAIRSHELF_CONFIG``
+or an explicit path names another) and overridden by environment variables.
+This module is the only place in fairshelf that reads the environment.
+
+Secrets (the pseudonymization key) come from the environment (or an Airflow
+connection, handed in by the DAG) and are never read from a file in the repo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+MIN_KEY_BYTES = 32
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[2]"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = 8
+    # "delta-rs": Spark's Python Data Source API + deltalake (no JVM jars needed).
+    # "delta-spark": format("delta"), for clusters that provide the Delta Lake jars.
+    table_engine: str = "delta-rs"
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    k_anonymity: int = 10
+    age_bands: tuple[int, ...] = (18, 25, 35, 45, 55, 65)
+    postcode_region_chars: int = 1
+    max_watch_seconds: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    algorithm: str = "als"
+    factors: int = 64
+    regularization: float = 0.05
+    alpha: float = 2.0
+    iterations: int = 15
+    seed: int = 42
+    candidates_per_user: int = 200
+    recency_half_life_days: float = 30.0
+    batch_users: int = 2048
+
+
+@dataclass(frozen=True)
+class ShelfSettings:
+    size: int = 20
+    default_shelf_size: int = 20
+    history_days: int = 90
+
+
+@dataclass(frozen=True)
+class Config:
+    lakehouse: str = "./lakehouse"
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    shelf: ShelfSettings = field(default_factory=ShelfSettings)
+    # Never printed, never hashed into the config hash, never written anywhere.
+    pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
+    code_version: str = "unknown"
+
+    # -- paths of the lakehouse contract (DESIGN.md, Interfaces) -----------------
+    def path(self, *parts: str) -> str:
+        root = self.lakehouse.rstrip("/")
+        return "/".join([root, *parts])
+
+    def landing(self, name: str) -> str:
+        return self.path("landing", name)
+
+    def table(self, layer: str, name: str) -> str:
+        if layer not in {"silver", "gold", "quarantine"}:
+            raise ConfigError(f"unknown layer {layer!r}: use silver, gold or quarantine")
+        return self.path(layer, name)
+
+    def model_dir(self, run_id: str) -> str:
+        return self.path("models", run_id)
+
+    def report_dir(self, run_date: str) -> str:
+        return self.path("reports", run_date)
+
+    # -- secrets -------------------------------------------------------------------
+    def require_pseudonym_key(self) -> bytes:
+        """The HMAC key, or a ConfigError that says how to provide one."""
+        key = self.pseudonym_key
+        if not key:
+            raise ConfigError(
+                "no pseudonymization key: set FAIRSHELF_PSEUDONYM_KEY to a secret of at "
+                f"least {MIN_KEY_BYTES} bytes (for example `export FAIRSHELF_PSEUDONYM_KEY="
+                "$(python -c 'import secrets; print(secrets.token_urlsafe(48))')`), point "
+                "FAIRSHELF_PSEUDONYM_KEY_FILE at a 0600 file holding one, or create the "
+                "Airflow connection `fairshelf_pseudonym_key` with the key as its password"
+            )
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"the pseudonymization key is {len(key)} bytes; at least {MIN_KEY_BYTES} "
+                "are required. Generate a longer one (see README, 'Pseudonymization key')"
+            )
+        return key
+
+    @property
+    def key_fingerprint(self) -> str:
+        """A short, non-reversible identifier of the key (recorded per run, never the key)."""
+        key = self.require_pseudonym_key()
+        return hashlib.sha256(b"fairshelf-key-fingerprint:" + key).hexdigest()[:16]
+
+    # -- identity of a configuration -----------------------------------------------
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("pseudonym_key")
+        return data
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of every setting that shapes the output (excludes the key and paths)."""
+        data = self.as_dict()
+        data.pop("lakehouse")
+        data.pop("code_version")
+        data["spark"].pop("master")
+        data["spark"].pop("driver_memory")
+        blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def with_key(self, key: bytes | str) -> "Config":
+        if isinstance(key, str):
+            key = key.encode()
+        return dataclasses.replace(self, pseudonym_key=key)
+
+
+# Environment variables honoured, and the setting each one overrides.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "FAIRSHELF_LAKEHOUSE": ("lakehouse",),
+    "FAIRSHELF_SPARK_MASTER": ("spark", "master"),
+    "FAIRSHELF_SPARK_DRIVER_MEMORY": ("spark", "driver_memory"),
+    "FAIRSHELF_TABLE_ENGINE": ("spark", "table_engine"),
+    "FAIRSHELF_K_ANONYMITY": ("privacy", "k_anonymity"),
+}
+
+_SECTIONS = {
+    "spark": SparkSettings,
+    "privacy": PrivacySettings,
+    "model": ModelSettings,
+    "shelf": ShelfSettings,
+}
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    """Convert a TOML or environment value to the declared type of a field."""
+    default = next(f for f in dataclasses.fields(cls) if f.name == name)
+    current = getattr(cls(), name) if default.default is dataclasses.MISSING else default.default
+    try:
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+        if isinstance(current, tuple):
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(type(current[0])(v) for v in items) if current else tuple(items)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {cls.__name__}.{name}: cannot use {value!r} ({exc})") from exc
+
+
+def _build_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    return cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+
+
+def _validate(config: Config) -> Config:
+    problems = []
+    if config.privacy.k_anonymity < 2:
+        problems.append("privacy.k_anonymity must be at least 2")
+    if config.model.algorithm not in {"als", "bpr"}:
+        problems.append(f"model.algorithm must be 'als' or 'bpr', not {config.model.algorithm!r}")
+    if config.model.factors < 1 or config.model.iterations < 1:
+        problems.append("model.factors and model.iterations must be positive")
+    if config.shelf.size < 1 or config.model.candidates_per_user < config.shelf.size:
+        problems.append("shelf.size must be >= 1 and <= model.candidates_per_user")
+    if config.spark.table_engine not in {"delta-rs", "delta-spark"}:
+        problems.append("spark.table_engine must be 'delta-rs' or 'delta-spark'")
+    if list(config.privacy.age_bands) != sorted(config.privacy.age_bands):
+        problems.append("privacy.age_bands must be increasing")
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return config
+
+
+def _read_key(environ: Mapping[str, str]) -> bytes | None:
+    if environ.get("FAIRSHELF_PSEUDONYM_KEY"):
+        return environ["FAIRSHELF_PSEUDONYM_KEY"].encode()
+    key_file = environ.get("FAIRSHELF_PSEUDONYM_KEY_FILE")
+    if key_file:
+        path = Path(key_file)
+        if not path.is_file():
+            raise ConfigError(f"FAIRSHELF_PSEUDONYM_KEY_FILE points at {path}, which does not exist")
+        if path.stat().st_mode & 0o077:
+            raise ConfigError(
+                f"the key file {path} is readable by group or others; run `chmod 600 {path}`"
+            )
+        return path.read_bytes().strip()
+    return None
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Config:
+    """Read defaults, then the TOML file, then the environment, then ``overrides``.
+
+    ``overrides`` are top-level fields (``lakehouse=...``, ``pseudonym_key=...``).
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = tomllib.loads(
+        resources.files("jobs").joinpath("defaults.toml").read_text()
+    )
+    path = path or environ.get("FAIRSHELF_CONFIG")
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+        try:
+            user = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+        for key, value in user.items():
+            if isinstance(value, dict):
+                data.setdefault(key, {}).update(value)
+            else:
+                data[key] = value
+
+    for var, target in ENV_OVERRIDES.items():
+        if environ.get(var):
+            section = data
+            for part in target[:-1]:
+                section = section.setdefault(part, {})
+            section[target[-1]] = environ[var]
+
+    top_known = {f.name for f in dataclasses.fields(Config)} - {"pseudonym_key", "code_version"}
+    unknown = set(data) - top_known
+    if unknown:
+        raise ConfigError(f"unknown configuration section(s) {sorted(unknown)}")
+
+    kwargs: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        kwargs[name] = _build_section(cls, data.get(name, {}), f"[{name}]")
+    kwargs["lakehouse"] = str(data.get("lakehouse", "./lakehouse"))
+    kwargs["pseudonym_key"] = _read_key(environ)
+    kwargs["code_version"] = environ.get("FAIRSHELF_CODE_VERSION") or _git_commit()
+    kwargs.update(overrides)
+    return _validate(Config(**kwargs))
+
+
+def _git_commit() -> str:
+    """The commit of the checkout fairshelf runs from, or the package version."""
+    here = Path(__file__).resolve().parent.parent
+    head = here / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref_path = here / ".git" / ref[5:]
+            if ref_path.exists():
+                return ref_path.read_text().strip()[:12]
+            packed = here / ".git" / "packed-refs"
+            for line in packed.read_text().splitlines() if packed.exists() else []:
+                if line.endswith(ref[5:]):
+                    return line.split()[0][:12]
+            return "unknown"
+        return ref[:12]
+    except OSError:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "fairshelf-" + version("fairshelf")
+        except PackageNotFoundError:
+            return "unknown"

@@ -1,0 +1,145 @@
+"""The nightly run: which stages exist, in what order, and how a run is recorded.
+
+The CLI, the Airflow DAG and the tests all go through here; no business logic lives
+in them. A run either publishes everything or fails and leaves a ``failed`` row in
+``gold/runs`` and a report saying which stage failed and why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable
+
+from pyspark.sql import SparkSession
+
+from jobs import features, ingest, privacy, publish, report, train
+from jobs.config import Config, ConfigError, load_config
+from jobs.runs import new_run_id, utc_now
+from jobs.schemas import RUNS
+from jobs.stage import StageResult
+from jobs import tables
+
+# Stage name -> entry point. Each is ``run(spark, config, run_date, run_id)``.
+STAGES: dict[str, Callable[..., StageResult]] = {
+    "ingest": ingest.run,
+    "privacy": privacy.run,
+    "features": features.run,
+    "train": train.run,
+    "publish": publish.run,
+}
+# Upstream stages of each stage (the DAG's edges).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "privacy": (),
+    "features": ("ingest", "privacy"),
+    "train": ("features",),
+    "publish": ("train",),
+}
+ORDER = tuple(STAGES)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_date: date
+    status: str
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    failed_stage: str | None = None
+    message: str | None = None
+    report_path: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+def preflight(config: Config) -> None:
+    """Checks that must pass before any work starts (fails fast, names the fix)."""
+    config.require_pseudonym_key()
+
+
+def run_stage(
+    name: str,
+    run_date: date | str,
+    run_id: str,
+    config: Config | None = None,
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Run one stage; builds the config and the Spark session when not given (the
+    Airflow task path). Returns the stage's small JSON-able summary."""
+    if name not in STAGES:
+        raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(ORDER)}")
+    run_date = date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
+    config = config or load_config()
+    preflight(config)
+    own_session = spark is None
+    if own_session:
+        from jobs.spark import build_spark
+
+        spark = build_spark(config, app_name=f"fairshelf-{name}")
+    try:
+        return STAGES[name](spark, config, run_date, run_id).summary()
+    finally:
+        if own_session:
+            spark.stop()
+
+
+def run_pipeline(
+    spark: SparkSession,
+    config: Config,
+    run_date: date,
+    run_id: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """All stages in order for ``run_date``, then the run row and the report."""
+    preflight(config)
+    run_id = run_id or new_run_id(run_date)
+    started_at = utc_now().isoformat()
+    summaries: list[dict[str, Any]] = []
+    for name in ORDER:
+        if on_stage:
+            on_stage(name)
+        try:
+            summaries.append(STAGES[name](spark, config, run_date, run_id).summary())
+        except Exception as exc:  # recorded, then re-raised by the caller's choice
+            outcome = RunOutcome(run_id, run_date, "failed", summaries, name, str(exc))
+            outcome.report_path = record_run(spark, config, outcome, started_at)
+            raise RunFailed(outcome) from exc
+    outcome = RunOutcome(run_id, run_date, "succeeded", summaries)
+    outcome.report_path = record_run(spark, config, outcome, started_at)
+    return outcome
+
+
+class RunFailed(RuntimeError):
+    """A run failed; ``outcome`` says at which stage and why."""
+
+    def __init__(self, outcome: RunOutcome):
+        super().__init__(f"run {outcome.run_id} failed at stage {outcome.failed_stage}: {outcome.message}")
+        self.outcome = outcome
+
+
+def record_run(spark: SparkSession, config: Config, outcome: RunOutcome, started_at: str) -> str:
+    """Append the run's row to gold/runs and write its report; returns the report path."""
+    metrics = {s["stage"]: s["metrics"] for s in outcome.summaries}
+    versions = {table: v for s in outcome.summaries for table, v in s["outputs"].items()}
+    model_version = metrics.get("train", {}).get("model_version")
+    row = {
+        "run_id": outcome.run_id,
+        "run_date": outcome.run_date.isoformat(),
+        "status": outcome.status,
+        "failed_stage": outcome.failed_stage,
+        "message": outcome.message,
+        "started_at": started_at,
+        "finished_at": utc_now().isoformat(),
+        "code_version": config.code_version,
+        "config_hash": config.config_hash,
+        "key_fingerprint": config.key_fingerprint,
+        "model_version": model_version,
+        "metrics_json": json.dumps(metrics, sort_keys=True, default=str),
+        "versions_json": json.dumps(versions, sort_keys=True),
+    }
+    result = StageResult("record_run", outcome.run_date, outcome.run_id, config)
+    result.write(spark.createDataFrame([row], RUNS), "gold/runs", mode="append")
+    return report.write_report(config, row, outcome.summaries, tables.list_tables(config.lakehouse))

@@ -1,0 +1,173 @@
+"""Privacy stage: pseudonymize, minimize and generalize user profiles into
+``silver/user_features``, k-anonymous over its quasi-identifiers.
+
+Also home of the privacy transforms the other stages use (``pseudonymize_accounts``,
+``with_hour_bucket``). Every transform is a built-in Spark expression: the HMAC is
+composed from ``sha2`` so no Python UDF runs on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from jobs import tables
+from jobs.config import Config
+from jobs.schemas import USERS, allowed_columns
+from jobs.stage import StageResult, landing_frame, stage_main
+
+# In the order they are generalized when a group is too small: most specific first.
+QUASI_IDENTIFIERS = ("region", "age_band", "gender")
+_BLOCK = 64  # SHA-256 block size in bytes
+SUPPRESSED = "*"
+
+
+def hmac_sha256_hex(key: bytes, message: Column) -> Column:
+    """HMAC-SHA256(key, message) as lowercase hex, from Spark built-ins only.
+
+    HMAC(K, m) = H((K' xor opad) || H((K' xor ipad) || m)), K' the key padded to
+    the block size (hashed first when longer than a block), per RFC 2104.
+    """
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_BLOCK, b"\0")
+    inner_pad = bytes(b ^ 0x36 for b in key)
+    outer_pad = bytes(b ^ 0x5C for b in key)
+    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), message.cast("binary")), 256))
+    return F.sha2(F.concat(F.lit(outer_pad), inner), 256)
+
+
+def pseudonymize_accounts(df: DataFrame, key: bytes, column: str = "account_id") -> DataFrame:
+    """Replace ``column`` by ``user_key`` = HMAC-SHA256(key, account id); null stays null."""
+    user_key = F.when(F.col(column).isNotNull(), hmac_sha256_hex(key, F.col(column)))
+    return df.withColumn("user_key", user_key).drop(column)
+
+
+def with_age_band(df: DataFrame, run_date: date, bands: tuple[int, ...]) -> DataFrame:
+    """Replace ``birth_date`` by an age band ("25-34", "65+", "<18") at ``run_date``."""
+    birth = F.to_date("birth_date", "yyyy-MM-dd")
+    age = F.floor(F.months_between(F.lit(run_date), birth) / 12)
+    band = F.when(age.isNull() | (age < 0) | (age > 120), F.lit(None))
+    band = band.when(age < bands[0], F.lit(f"<{bands[0]}"))
+    for low, high in zip(bands, bands[1:]):
+        band = band.when(age < high, F.lit(f"{low}-{high - 1}"))
+    band = band.otherwise(F.lit(f"{bands[-1]}+"))
+    return df.withColumn("age_band", band).drop("birth_date")
+
+
+def with_region(df: DataFrame, chars: int) -> DataFrame:
+    """Replace ``postcode`` by a coarse region: its first ``chars`` characters."""
+    postcode = F.upper(F.trim(F.col("postcode")))
+    region = F.when(
+        postcode.rlike("^[0-9A-Z]"), F.concat(F.lit("R"), F.substring(postcode, 1, chars))
+    )
+    return df.withColumn("region", region).drop("postcode")
+
+
+def with_hour_bucket(df: DataFrame, timestamp: str = "started_at") -> DataFrame:
+    """Replace an event timestamp by its date and a coarse time-of-day bucket."""
+    hour = F.hour(timestamp)
+    bucket = (
+        F.when(hour < 6, "night")
+        .when(hour < 12, "morning")
+        .when(hour < 18, "afternoon")
+        .otherwise("evening")
+    )
+    return (
+        df.withColumn("event_date", F.date_format(timestamp, "yyyy-MM-dd"))
+        .withColumn("hour_bucket", bucket)
+        .drop(timestamp)
+    )
+
+
+def with_normalized_gender(df: DataFrame) -> DataFrame:
+    """Gender as F, M or X; anything else (not given) is null."""
+    gender = F.upper(F.trim(F.col("gender")))
+    return df.withColumn("gender", F.when(gender.isin("F", "M", "X"), gender))
+
+
+def _group_size(columns: tuple[str, ...]) -> Column:
+    window = Window.partitionBy(*[F.coalesce(F.col(c), F.lit("\0null")) for c in columns])
+    return F.count(F.lit(1)).over(window)
+
+
+def enforce_k_anonymity(
+    df: DataFrame, k: int, quasi_identifiers: tuple[str, ...] = QUASI_IDENTIFIERS
+) -> DataFrame:
+    """Generalize, then suppress, until every quasi-identifier combination covers >= k rows.
+
+    One row per user. Rows in groups smaller than k have their quasi-identifiers
+    generalized to ``*`` one at a time, from the first one named (the most specific)
+    to the last; rows whose fully generalized group is still smaller than k keep all
+    quasi-identifiers as ``*`` and are marked ``suppressed``. Adds a boolean
+    ``k_generalized`` column (this row lost detail) and ``suppressed``.
+    """
+    out = df.withColumn("k_generalized", F.lit(False))
+    for i, column in enumerate(quasi_identifiers):
+        small = _group_size(quasi_identifiers) < k
+        out = out.withColumn("_small", small)
+        out = out.withColumn(column, F.when(F.col("_small"), F.lit(SUPPRESSED)).otherwise(F.col(column)))
+        out = out.withColumn("k_generalized", F.col("k_generalized") | F.col("_small"))
+        out = out.drop("_small")
+    # After the last step every small row is in the all-"*" group; if that group is
+    # still smaller than k its members are suppressed (identical and uninformative).
+    suppressed = F.col("k_generalized") & (_group_size(quasi_identifiers) < k)
+    return out.withColumn("suppressed", suppressed)
+
+
+def build_user_features(
+    profiles: DataFrame, key: bytes, run_date: date, config: Config
+) -> DataFrame:
+    """Landing profiles -> pseudonymous, generalized, k-anonymous user features."""
+    privacy = config.privacy
+    consent = F.lower(F.trim(F.col("consent_personalization"))) == "true"
+    df = (
+        profiles.where(F.col("account_id").isNotNull())
+        .select("account_id", "birth_date", "postcode", "gender", "consent_personalization")
+        .withColumn("consent_personalization", F.coalesce(consent, F.lit(False)))
+    )
+    df = pseudonymize_accounts(df, key)
+    df = with_age_band(df, run_date, privacy.age_bands)
+    df = with_region(df, privacy.postcode_region_chars)
+    df = with_normalized_gender(df)
+    df = enforce_k_anonymity(df, privacy.k_anonymity)
+    return df.withColumn("run_date", F.lit(run_date.isoformat()))
+
+
+def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
+    """landing/users -> silver/user_features (one snapshot per run date)."""
+    key = config.require_pseudonym_key()
+    profiles = landing_frame(spark, config, "users", USERS)
+    features = build_user_features(profiles, key, run_date, config).cache()
+    counts = features.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum(F.col("k_generalized").cast("int")).alias("generalized"),
+        F.sum(F.col("suppressed").cast("int")).alias("suppressed"),
+        F.sum((~F.col("consent_personalization")).cast("int")).alias("without_consent"),
+    ).first()
+    result = StageResult("privacy", run_date, run_id, config)
+    result.write(
+        features.select(*allowed_columns("silver/user_features")), "silver/user_features"
+    )
+    features.unpersist()
+    result.metrics.update(
+        users=counts["users"],
+        k=config.privacy.k_anonymity,
+        k_generalized_users=counts["generalized"] or 0,
+        k_suppressed_users=counts["suppressed"] or 0,
+        users_without_consent=counts["without_consent"] or 0,
+        key_fingerprint=config.key_fingerprint,
+    )
+    return result
+
+
+def main() -> None:
+    stage_main(run)
+
+
+if __name__ == "__main__":
+    main()

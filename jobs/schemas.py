@@ -1,0 +1,219 @@
+"""Table contracts: the landing inputs' explicit schemas and each silver/gold table's
+allowed columns (the minimization allow-list).
+
+A stage that writes a column not declared here fails (see ``jobs.tables``).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+# --- landing (raw, holds PII; never leaves landing/) ---------------------------------
+# Read as strings where a bad value must be quarantined rather than nulled silently.
+
+VIEWING_EVENTS = StructType(
+    [
+        StructField("event_id", StringType()),
+        StructField("account_id", StringType()),
+        StructField("content_id", StringType()),
+        StructField("started_at", StringType()),  # ISO-8601, UTC ("2026-11-25T20:15:03Z")
+        StructField("seconds_watched", StringType()),  # integer seconds
+        StructField("device_id", StringType()),
+        StructField("device_type", StringType()),  # tv | mobile | tablet | web
+        StructField("ip_address", StringType()),
+        StructField("country", StringType()),  # ISO 3166-1 alpha-2
+    ]
+)
+
+USERS = StructType(
+    [
+        StructField("account_id", StringType()),
+        StructField("email", StringType()),
+        StructField("full_name", StringType()),
+        StructField("birth_date", StringType()),  # YYYY-MM-DD
+        StructField("postcode", StringType()),
+        StructField("gender", StringType()),  # F | M | X | empty (not given)
+        StructField("country", StringType()),
+        StructField("signup_date", StringType()),  # YYYY-MM-DD
+        StructField("consent_personalization", StringType()),  # true | false
+        StructField("consent_analytics", StringType()),  # true | false
+        StructField("occupation", StringType()),  # optional (MovieLens has it)
+    ]
+)
+
+CATALOG = StructType(
+    [
+        StructField("content_id", StringType()),
+        StructField("title", StringType()),
+        StructField("genres", StringType()),  # pipe-separated: "Drama|Comedy"
+        StructField("provider", StringType()),
+        StructField("provider_group", StringType()),  # major_studio | independent | ...
+        StructField("original_language", StringType()),  # ISO 639-1
+        StructField("release_year", StringType()),
+        StructField("duration_seconds", StringType()),
+    ]
+)
+
+ERASURE_REQUESTS = StructType(
+    [
+        StructField("request_id", StringType()),
+        StructField("account_id", StringType()),
+        StructField("requested_at", StringType()),
+    ]
+)
+
+LANDING = {
+    "viewing_events": VIEWING_EVENTS,
+    "users": USERS,
+    "catalog": CATALOG,
+    "erasure_requests": ERASURE_REQUESTS,
+}
+
+# --- silver and gold (pseudonymous) -------------------------------------------------
+# user_key is HMAC-SHA256(key, account_id) in hex. Columns holding it are kept out of
+# Delta file statistics, so no pseudonym survives in the transaction log.
+
+USER_KEY_COLUMNS = ("user_key",)
+
+SILVER_EVENTS = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("event_date", StringType(), False),
+        StructField("hour_bucket", StringType(), False),  # night | morning | afternoon | evening
+        StructField("seconds_watched", LongType(), False),
+        StructField("device_type", StringType()),
+        StructField("country", StringType()),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+QUARANTINE_EVENTS = StructType(
+    [
+        StructField("user_key", StringType()),  # pseudonymized before quarantining
+        StructField("content_id", StringType()),
+        StructField("event_date", StringType()),
+        StructField("seconds_watched", StringType()),
+        StructField("reason", StringType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+USER_FEATURES = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("age_band", StringType()),
+        StructField("region", StringType()),
+        StructField("gender", StringType()),
+        StructField("consent_personalization", BooleanType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+CONTENT = StructType(
+    [
+        StructField("content_id", StringType(), False),
+        StructField("title", StringType()),
+        StructField("genres", StringType()),
+        StructField("primary_genre", StringType()),
+        StructField("provider", StringType()),
+        StructField("provider_group", StringType()),
+        StructField("original_language", StringType()),
+        StructField("release_year", IntegerType()),
+        StructField("duration_seconds", LongType()),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+INTERACTIONS = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("views", LongType(), False),
+        StructField("completion", DoubleType(), False),
+        StructField("last_seen", StringType(), False),
+        StructField("confidence", DoubleType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+CANDIDATES = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("candidate_rank", IntegerType(), False),
+        StructField("model_version", StringType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+RECOMMENDATIONS = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("reason", StringType(), False),
+        StructField("constraint_flags", StringType()),
+        StructField("run_id", StringType(), False),
+        StructField("model_version", StringType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+DEFAULT_RECOMMENDATIONS = StructType(
+    [
+        StructField("region", StringType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("reason", StringType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
+RUNS = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("run_date", StringType(), False),
+        StructField("status", StringType(), False),  # succeeded | failed
+        StructField("failed_stage", StringType()),
+        StructField("message", StringType()),
+        StructField("started_at", StringType(), False),
+        StructField("finished_at", StringType(), False),
+        StructField("code_version", StringType(), False),
+        StructField("config_hash", StringType(), False),
+        StructField("key_fingerprint", StringType()),
+        StructField("model_version", StringType()),
+        StructField("metrics_json", StringType()),
+        StructField("versions_json", StringType()),
+    ]
+)
+
+# Every table fairshelf writes, by "layer/name": its schema is its allow-list.
+TABLES: dict[str, StructType] = {
+    "silver/events": SILVER_EVENTS,
+    "silver/user_features": USER_FEATURES,
+    "silver/content": CONTENT,
+    "silver/interactions": INTERACTIONS,
+    "silver/candidates": CANDIDATES,
+    "quarantine/viewing_events": QUARANTINE_EVENTS,
+    "gold/recommendations": RECOMMENDATIONS,
+    "gold/default_recommendations": DEFAULT_RECOMMENDATIONS,
+    "gold/runs": RUNS,
+}
+
+
+def allowed_columns(table: str) -> list[str]:
+    """The allow-list of ``layer/name`` (raises KeyError for an undeclared table)."""
+    return TABLES[table].fieldNames()
