@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from pyspark.sql import SparkSession
@@ -15,13 +16,19 @@ def build_spark(config: Config, app_name: str = "fairshelf") -> SparkSession:
     The Delta data source of ``jobs.tables`` is registered on the session, so the
     default table engine needs no JVM jars.
     """
+    # Locally, Python workers must run this interpreter (the project's venv); Spark's
+    # planner workers (Python data sources) read only the environment for it. On a
+    # cluster, PYSPARK_PYTHON may name the executors' own interpreter.
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    if config.spark.master.startswith("local"):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(app_name)
         .master(config.spark.master)
         .config("spark.driver.memory", config.spark.driver_memory)
-        # Python workers run the same interpreter as the driver (the project's venv).
         .config("spark.pyspark.python", sys.executable)
-        .config("spark.pyspark.driver.python", sys.executable)
         .config("spark.sql.shuffle.partitions", str(config.spark.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

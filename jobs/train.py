@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scipy.sparse import csr_matrix
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
 from jobs.config import Config, ModelSettings
@@ -59,8 +61,6 @@ class InteractionMatrix:
 def make_model(settings: ModelSettings):
     """The configured ``implicit`` model, seeded (CPU implementation)."""
     if settings.algorithm == "als":
-        from implicit.cpu.als import AlternatingLeastSquares
-
         return AlternatingLeastSquares(
             factors=settings.factors,
             regularization=settings.regularization,
@@ -68,8 +68,6 @@ def make_model(settings: ModelSettings):
             iterations=settings.iterations,
             random_state=settings.seed,
         )
-    from implicit.cpu.bpr import BayesianPersonalizedRanking
-
     return BayesianPersonalizedRanking(
         factors=settings.factors,
         regularization=settings.regularization,
@@ -79,10 +77,11 @@ def make_model(settings: ModelSettings):
 
 
 def fit_model(data: InteractionMatrix, settings: ModelSettings, show_progress: bool = False):
-    """Fit on the user x item matrix. BLAS is held to one thread: ``implicit``
+    """Fit on the user x item matrix. BLAS is held to one thread (every BLAS library
+    loaded, ``implicit``'s included, hence the imports at module level): ``implicit``
     parallelizes over users itself and a multi-threaded BLAS inside it slows it badly."""
-    model = make_model(settings)
     with threadpool_limits(limits=1, user_api="blas"):
+        model = make_model(settings)
         model.fit(data.matrix, show_progress=show_progress)
     return model
 

@@ -18,21 +18,27 @@ TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 def spark(tmp_path_factory):
     from jobs.spark import build_spark
 
-    config = load_config(
-        environ={},
-        lakehouse=str(tmp_path_factory.mktemp("spark-lakehouse")),
-        pseudonym_key=TEST_KEY,
-    )
+    config = make_config(tmp_path_factory.mktemp("spark-lakehouse"))
     session = build_spark(config, app_name="fairshelf-tests")
     yield session
     session.stop()
 
 
+def make_config(lakehouse, **overrides):
+    """A configuration rooted at ``lakehouse`` with the test key, independent of the
+    caller's environment."""
+    return load_config(environ={}, lakehouse=str(lakehouse), pseudonym_key=TEST_KEY, **overrides)
+
+
 @pytest.fixture
 def config(tmp_path):
-    """A configuration rooted in a fresh temporary lakehouse, independent of the
-    caller's environment."""
-    return load_config(environ={}, lakehouse=str(tmp_path / "lakehouse"), pseudonym_key=TEST_KEY)
+    """A configuration rooted in a fresh temporary lakehouse."""
+    return make_config(tmp_path / "lakehouse")
+
+
+@pytest.fixture(scope="session")
+def config_factory():
+    return make_config
 
 
 @pytest.fixture(scope="session")

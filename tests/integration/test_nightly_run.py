@@ -1,0 +1,114 @@
+"""A whole nightly run on small synthetic data, through the same entry points the CLI uses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.pipeline import RunFailed, run_pipeline
+from jobs.synthetic import SyntheticSpec, generate_landing
+
+pytestmark = [pytest.mark.spark, pytest.mark.integration]
+D = date(2026, 11, 25)
+SPEC = SyntheticSpec(users=400, items=150, events_per_day=2500, days=3, end_date=D, seed=7)
+
+
+def _gold(config, name):
+    return DeltaTable(config.table("gold", name)).to_pyarrow_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def nightly(spark, tmp_path_factory, config_factory):
+    """One landing zone, one successful run for D; shared by the tests of this module."""
+    config = config_factory(tmp_path_factory.mktemp("nightly") / "lake")
+    summary = generate_landing(config.lakehouse, SPEC)
+    outcome = run_pipeline(spark, config, D)
+    return config, summary, outcome
+
+
+def test_run_publishes_shelves_for_consenting_users(nightly):
+    config, summary, outcome = nightly
+    assert outcome.succeeded
+    recommendations = _gold(config, "recommendations")
+    users = {r["user_key"] for r in recommendations}
+    metrics = {s["stage"]: s["metrics"] for s in outcome.summaries}
+    assert len(users) == metrics["train"]["trained_users"] > 0
+    assert all(r["run_date"] == D.isoformat() and r["run_id"] == outcome.run_id for r in recommendations)
+    per_user = {}
+    for r in recommendations:
+        per_user.setdefault(r["user_key"], []).append(r["rank"])
+    assert all(sorted(ranks) == list(range(1, len(ranks) + 1)) for ranks in per_user.values())
+    assert max(len(r) for r in per_user.values()) == config.shelf.size
+    assert all(r["reason"] for r in recommendations)
+    assert sum(r["reason"].startswith("Because you watched") for r in recommendations) > 0.9 * len(recommendations)
+
+
+def test_users_without_consent_get_no_personal_shelf(nightly, spark):
+    config, _, _ = nightly
+    features = DeltaTable(config.table("silver", "user_features")).to_pyarrow_table().to_pylist()
+    refused = {r["user_key"] for r in features if not r["consent_personalization"]}
+    assert refused, "the synthetic data must contain users without consent"
+    published = {r["user_key"] for r in _gold(config, "recommendations")}
+    trained = set(
+        DeltaTable(config.table("silver", "interactions")).to_pyarrow_table().column("user_key").to_pylist()
+    )
+    assert not refused & published and not refused & trained
+    defaults = _gold(config, "default_recommendations")
+    assert {"ALL"} < {r["region"] for r in defaults}
+
+
+def test_counts_add_up_and_run_is_recorded(nightly):
+    config, summary, outcome = nightly
+    ingest = next(s for s in outcome.summaries if s["stage"] == "ingest")["metrics"]
+    landing_rows = sum(
+        1 for f in Path(config.landing(f"viewing_events/date={D}")).iterdir() for _ in f.open()
+    )
+    assert ingest["input_events"] == landing_rows
+    assert ingest["input_events"] == ingest["accepted_events"] + ingest["quarantined_events"]
+    assert ingest["quarantined_events"] > 0
+    runs = _gold(config, "runs")
+    assert [(r["run_id"], r["status"]) for r in runs] == [(outcome.run_id, "succeeded")]
+    assert json.loads(runs[0]["versions_json"])["gold/recommendations"] >= 0
+    report = Path(outcome.report_path).read_text()
+    assert outcome.run_id in report and "quarantined_events" in report
+
+
+def test_model_artifacts_are_saved(nightly):
+    config, _, outcome = nightly
+    model_dir = Path(config.model_dir(outcome.run_id))
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["run_date"] == D.isoformat() and card["users"] > 0
+    assert (model_dir / "model.npz").is_file()
+
+
+def test_missing_landing_partition_fails_with_the_path_and_keeps_shelves(nightly, spark):
+    config, _, _ = nightly
+    before = DeltaTable(config.table("gold", "recommendations")).version()
+    with pytest.raises(RunFailed, match=r"viewing_events/date=2026-12-31"):
+        run_pipeline(spark, config, date(2026, 12, 31))
+    assert DeltaTable(config.table("gold", "recommendations")).version() == before
+    statuses = [r["status"] for r in _gold(config, "runs")]
+    assert statuses.count("failed") == 1
+
+
+def test_cli_demo_runs_end_to_end(tmp_path):
+    """`fairshelf demo` as a user runs it: its own key (0600), tables and report printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHELF_")}
+    env["FAIRSHELF_LAKEHOUSE"] = str(tmp_path / "lake")
+    cmd = [
+        sys.executable, "-m", "jobs.cli", "demo", "--date", "2026-11-25",
+        "--users", "300", "--items", "120", "--events-per-day", "1500", "--days", "2",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    key = tmp_path / "lake" / ".fairshelf_pseudonym_key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert "gold/recommendations" in done.stdout
+    assert str(tmp_path / "lake" / "reports" / "2026-11-25" / "index.html") in done.stdout.replace("\n", "")

@@ -1,0 +1,90 @@
+"""Ingest rules on tiny DataFrames: every kind of bad record gets its reason code,
+valid ones pass, and nothing is lost (input = accepted + quarantined)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.ingest import (
+    build_content,
+    build_quarantine,
+    build_silver_events,
+    with_rejection_reason,
+    with_typed_event_fields,
+)
+from jobs.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
+
+pytestmark = pytest.mark.spark
+D = date(2026, 11, 25)
+KEY = b"unit-test-key-unit-test-key-unit-test-key"
+
+
+def _event(event_id="e1", account="acc-1", content="c1", started="2026-11-25T20:00:00Z", seconds="600"):
+    return (event_id, account, content, started, seconds, "dev-9", "tv", "10.1.2.3", "DE")
+
+
+CASES = {
+    "valid": _event("ok"),
+    "missing_event_id": _event(None),
+    "missing_account_id": _event("e2", account=None),
+    "bad_timestamp": _event("e3", started="yesterday evening"),
+    "outside_run_date": _event("e4", started="2026-11-24T23:59:59Z"),
+    "bad_seconds": _event("e5", seconds="ten"),
+    "negative_seconds": _event("e6", seconds="-5"),
+    "absurd_seconds": _event("e7", seconds="999999"),
+    "unknown_content": _event("e8", content="c404"),
+}
+
+
+@pytest.fixture
+def checked(spark):
+    rows = list(CASES.values()) + [_event("dup"), _event("dup")]
+    events = spark.createDataFrame(rows, VIEWING_EVENTS)
+    catalog_ids = spark.createDataFrame([("c1",)], "content_id string")
+    return with_rejection_reason(with_typed_event_fields(events), catalog_ids, D, 6 * 3600).cache()
+
+
+def test_each_bad_record_gets_its_reason(checked):
+    reasons = {r["event_id"]: r["reason"] for r in checked.where(~F.col("event_id").eqNullSafe("dup")).collect()}
+    expected = {CASES[name][0]: (None if name == "valid" else name) for name in CASES}
+    assert reasons == expected
+
+
+def test_exact_duplicates_keep_one_copy(checked):
+    dups = [r["reason"] for r in checked.where(F.col("event_id") == "dup").collect()]
+    assert sorted(dups, key=lambda reason: reason or "") == [None, "duplicate_event"]
+
+
+def test_counts_add_up_and_no_identifier_leaves(checked):
+    silver = build_silver_events(checked, KEY, D)
+    quarantine = build_quarantine(checked, KEY, D)
+    assert silver.count() + quarantine.count() == checked.count()
+    assert silver.columns == allowed_columns("silver/events")
+    assert quarantine.columns == allowed_columns("quarantine/viewing_events")
+    for df in (silver, quarantine):
+        values = {str(v) for row in df.collect() for v in row}
+        assert not values & {"acc-1", "10.1.2.3", "dev-9", "2026-11-25T20:00:00Z"}
+
+
+def test_quarantine_is_pseudonymized_not_blank(checked):
+    rows = build_quarantine(checked, KEY, D).where("reason = 'unknown_content'").collect()
+    assert len(rows) == 1 and len(rows[0]["user_key"]) == 64
+
+
+def test_content_is_typed_and_unique(spark):
+    catalog = spark.createDataFrame(
+        [
+            ("c1", "Alpha", "Drama|Comedy", "P", "independent", "en", "1999", "5400"),
+            ("c1", "Alpha (dup)", "Drama", "P", "independent", "en", "1999", "5400"),
+            ("c2", "Beta", None, "Q", "major_studio", "fr", "n/a", "1200"),
+            (None, "No id", "Drama", "Q", "major_studio", "fr", "2001", "1200"),
+        ],
+        CATALOG,
+    )
+    rows = {r["content_id"]: r for r in build_content(catalog, D).collect()}
+    assert set(rows) == {"c1", "c2"}
+    assert rows["c1"]["primary_genre"] == "Drama" and rows["c1"]["release_year"] == 1999
+    assert rows["c2"]["primary_genre"] is None and rows["c2"]["release_year"] is None
