@@ -31,11 +31,13 @@ DateOption = typer.Option(..., "--date", "-d", help="Run date, YYYY-MM-DD.")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from jobs.movielens import MovieLensError
     from jobs.pipeline import RunFailed
     from jobs.stage import StageError
+    from jobs.synthetic import SyntheticSpecError
     from jobs.tables import TableError
 
-    return (ConfigError, StageError, TableError, RunFailed, FileNotFoundError)
+    return (ConfigError, StageError, TableError, RunFailed, MovieLensError, SyntheticSpecError)
 
 
 @contextmanager
@@ -151,6 +153,28 @@ def backfill(
             raise typer.BadParameter(f"--end {last} is before --start {first}")
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
         _run_dates(load_config(config_file), dates)
+
+
+@app.command("import-movielens")
+def import_movielens_command(
+    path: Path = typer.Argument(..., help="Folder holding MovieLens-100K (u.data, u.user, u.item)."),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Turn MovieLens-100K into a landing zone (one partition per rating day).
+
+    Then `fairshelf run --date 1998-04-22` trains on its whole history.
+    """
+    from jobs.movielens import import_movielens
+
+    with _user_errors():
+        config = load_config(config_file)
+        with console.status(f"importing {path}"):
+            summary = import_movielens(path, config.lakehouse)
+        console.print(
+            f"landing zone: {summary.events:,} events of {summary.users:,} users on "
+            f"{summary.items:,} titles, {len(summary.dates)} days "
+            f"({summary.dates[0]} to {summary.dates[-1]}) in {summary.root}"
+        )
 
 
 def _print_tables(config: Config) -> None:

@@ -62,7 +62,7 @@ class ModelSettings:
 class ShelfSettings:
     size: int = 20
     default_shelf_size: int = 20
-    history_days: int = 90
+    history_days: int = 365
 
 
 @dataclass(frozen=True)

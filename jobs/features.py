@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import Config
 from jobs.schemas import allowed_columns
-from jobs.stage import StageError, StageResult, read_silver, stage_main
+from jobs.stage import StageError, StageResult, days_up_to, read_silver, stage_main
 
 
 def filter_history_window(events: DataFrame, run_date: date, history_days: int) -> DataFrame:
@@ -68,11 +68,12 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     """silver/events (history window), silver/user_features, silver/content ->
     silver/interactions."""
     day = run_date.isoformat()
+    window = days_up_to(run_date, config.shelf.history_days)
     events = filter_history_window(
-        read_silver(spark, config, "silver/events"), run_date, config.shelf.history_days
+        read_silver(spark, config, "silver/events", window), run_date, config.shelf.history_days
     )
-    users = read_silver(spark, config, "silver/user_features").where(F.col("run_date") == day)
-    content = read_silver(spark, config, "silver/content").where(F.col("run_date") == day)
+    users = read_silver(spark, config, "silver/user_features", [day])
+    content = read_silver(spark, config, "silver/content", [day])
     interactions = build_interactions(
         filter_consenting_users(events, users),
         content,

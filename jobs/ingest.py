@@ -1,19 +1,25 @@
-"""Ingest stage: the run date's viewing events and the catalog from landing/, checked
-against their contract, minimized and pseudonymized.
+"""Ingest stage: viewing events and the catalog from landing/, checked against their
+contract, minimized and pseudonymized.
 
 ``landing/viewing_events/date=D/`` -> ``silver/events`` (accepted) and
 ``quarantine/viewing_events`` (rejected, with a reason code, pseudonymized too);
 ``landing/catalog/`` -> ``silver/content``. Input rows = accepted + quarantined.
+
+A run for date D ingests D's partition, which must exist, and catches up on every
+landing partition of the history window before D that ``silver/events`` does not hold
+yet (a first run, an import of past data). All of them land in one commit per table.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from jobs import tables
 from jobs.config import Config
 from jobs.privacy import pseudonymize_accounts, with_hour_bucket
 from jobs.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
@@ -33,8 +39,24 @@ REASONS = (
 )
 
 
-def events_path(config: Config, run_date: date) -> str:
-    return config.landing(f"viewing_events/date={run_date.isoformat()}")
+def events_path(config: Config, day: str) -> str:
+    return config.landing(f"viewing_events/date={day}")
+
+
+def dates_to_ingest(landing_dates: list[str], ingested: set[str], run_date: date, history_days: int) -> list[str]:
+    """D itself, and the days of the history window before D not ingested yet."""
+    first = (run_date - timedelta(days=history_days - 1)).isoformat()
+    day = run_date.isoformat()
+    missing = [d for d in landing_dates if first <= d < day and d not in ingested]
+    return sorted(missing) + [day]
+
+
+def landing_event_dates(config: Config) -> list[str]:
+    """The dates of the landing partitions present (``date=YYYY-MM-DD`` folders)."""
+    root = Path(config.landing("viewing_events"))
+    if not root.is_dir():
+        return []
+    return sorted(p.name[5:] for p in root.iterdir() if p.is_dir() and p.name.startswith("date="))
 
 
 def with_typed_event_fields(events: DataFrame) -> DataFrame:
@@ -48,13 +70,19 @@ def with_typed_event_fields(events: DataFrame) -> DataFrame:
     )
 
 
+def with_landing_date(events: DataFrame) -> DataFrame:
+    """``landing_date``: the date of the landing partition a record was read from."""
+    path = F.col("_metadata.file_path")
+    return events.withColumn("landing_date", F.regexp_extract(path, r"date=(\d{4}-\d{2}-\d{2})", 1))
+
+
 def with_rejection_reason(
-    events: DataFrame, catalog_ids: DataFrame, run_date: date, max_watch_seconds: int
+    events: DataFrame, catalog_ids: DataFrame, max_watch_seconds: int
 ) -> DataFrame:
     """Add ``reason``: the first contract rule an event breaks, or null when it is valid.
 
-    ``events`` has the typed ``_started``/``_seconds`` columns; ``catalog_ids`` one
-    ``content_id`` column of known titles.
+    ``events`` has the typed ``_started``/``_seconds`` columns and ``landing_date``, the
+    day its partition is for; ``catalog_ids`` one ``content_id`` column of known titles.
     """
     known = catalog_ids.select("content_id", F.lit(True).alias("_known")).distinct()
     copies = Window.partitionBy("event_id").orderBy(*[F.col(c) for c in VIEWING_EVENTS.fieldNames()])
@@ -65,7 +93,7 @@ def with_rejection_reason(
         ("missing_event_id", F.col("event_id").isNull()),
         ("missing_account_id", F.col("account_id").isNull()),
         ("bad_timestamp", F.col("_started").isNull()),
-        ("outside_run_date", F.to_date("_started") != F.lit(run_date)),
+        ("outside_run_date", F.date_format("_started", "yyyy-MM-dd") != F.col("landing_date")),
         ("bad_seconds", F.col("_seconds").isNull()),
         ("negative_seconds", F.col("_seconds") < 0),
         ("absurd_seconds", F.col("_seconds") > max_watch_seconds),
@@ -78,25 +106,25 @@ def with_rejection_reason(
     return checked.withColumn("reason", reason).drop("_known", "_copy")
 
 
-def build_silver_events(checked: DataFrame, key: bytes, run_date: date) -> DataFrame:
+def build_silver_events(checked: DataFrame, key: bytes) -> DataFrame:
     """Accepted events, pseudonymized and minimized to the silver/events allow-list."""
     accepted = checked.where(F.col("reason").isNull())
     accepted = accepted.withColumn("seconds_watched", F.col("_seconds")).withColumn(
         "started_at", F.col("_started")
     )
     accepted = with_hour_bucket(pseudonymize_accounts(accepted, key))
-    return accepted.withColumn("run_date", F.lit(run_date.isoformat())).select(
+    return accepted.withColumn("run_date", F.col("landing_date")).select(
         *allowed_columns("silver/events")
     )
 
 
-def build_quarantine(checked: DataFrame, key: bytes, run_date: date) -> DataFrame:
+def build_quarantine(checked: DataFrame, key: bytes) -> DataFrame:
     """Rejected events with their reason; pseudonymized, no direct identifier kept."""
     rejected = checked.where(F.col("reason").isNotNull())
     rejected = pseudonymize_accounts(rejected, key).withColumn(
         "event_date", F.date_format("_started", "yyyy-MM-dd")
     )
-    return rejected.withColumn("run_date", F.lit(run_date.isoformat())).select(
+    return rejected.withColumn("run_date", F.col("landing_date")).select(
         *allowed_columns("quarantine/viewing_events")
     )
 
@@ -118,17 +146,24 @@ def build_content(catalog: DataFrame, run_date: date) -> DataFrame:
 
 
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
-    """landing viewing events of ``run_date`` and catalog -> silver/events, silver/content,
-    quarantine/viewing_events."""
+    """landing viewing events up to ``run_date`` and the catalog -> silver/events,
+    silver/content, quarantine/viewing_events."""
     key = config.require_pseudonym_key()
-    raw_events = read_landing(spark, events_path(config, run_date), VIEWING_EVENTS)
+    day = run_date.isoformat()
+    events_table = config.table("silver", "events")
+    days = dates_to_ingest(
+        landing_event_dates(config),
+        set(tables.partition_values(events_table, "run_date")),
+        run_date,
+        config.shelf.history_days,
+    )
+    raw_events = read_landing(spark, [events_path(config, d) for d in days], VIEWING_EVENTS)
     catalog = landing_frame(spark, config, "catalog", CATALOG)
 
     content = build_content(catalog, run_date).cache()
     checked = with_rejection_reason(
-        with_typed_event_fields(raw_events),
+        with_typed_event_fields(with_landing_date(raw_events)),
         content.select("content_id"),
-        run_date,
         config.privacy.max_watch_seconds,
     ).cache()
 
@@ -136,9 +171,11 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     accepted = by_reason.pop(None, 0)
     result = StageResult("ingest", run_date, run_id, config)
     result.write(content, "silver/content")
-    result.write(build_silver_events(checked, key, run_date), "silver/events")
-    result.write(build_quarantine(checked, key, run_date), "quarantine/viewing_events")
+    result.write(build_silver_events(checked, key), "silver/events", partitions=days)
+    result.write(build_quarantine(checked, key), "quarantine/viewing_events", partitions=days)
     result.metrics.update(
+        ingested_dates=len(days),
+        first_ingested_date=days[0],
         input_events=accepted + sum(by_reason.values()),
         accepted_events=accepted,
         quarantined_events=sum(by_reason.values()),

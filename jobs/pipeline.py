@@ -8,6 +8,7 @@ in them. A run either publishes everything or fails and leaves a ``failed`` row 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable
@@ -80,10 +81,20 @@ def run_stage(
 
         spark = build_spark(config, app_name=f"fairshelf-{name}")
     try:
-        return STAGES[name](spark, config, run_date, run_id).summary()
+        return timed_stage(name, spark, config, run_date, run_id)
     finally:
         if own_session:
             spark.stop()
+
+
+def timed_stage(
+    name: str, spark: SparkSession, config: Config, run_date: date, run_id: str
+) -> dict[str, Any]:
+    """Run a stage and return its summary with its wall-clock seconds."""
+    start = time.perf_counter()
+    summary = STAGES[name](spark, config, run_date, run_id).summary()
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    return summary
 
 
 def run_pipeline(
@@ -102,7 +113,7 @@ def run_pipeline(
         if on_stage:
             on_stage(name)
         try:
-            summaries.append(STAGES[name](spark, config, run_date, run_id).summary())
+            summaries.append(timed_stage(name, spark, config, run_date, run_id))
         except Exception as exc:  # recorded, then re-raised by the caller's choice
             outcome = RunOutcome(run_id, run_date, "failed", summaries, name, str(exc))
             outcome.report_path = record_run(spark, config, outcome, started_at)
@@ -122,7 +133,7 @@ class RunFailed(RuntimeError):
 
 def record_run(spark: SparkSession, config: Config, outcome: RunOutcome, started_at: str) -> str:
     """Append the run's row to gold/runs and write its report; returns the report path."""
-    metrics = {s["stage"]: s["metrics"] for s in outcome.summaries}
+    metrics = {s["stage"]: {**s["metrics"], "seconds": s.get("seconds")} for s in outcome.summaries}
     versions = {table: v for s in outcome.summaries for table, v in s["outputs"].items()}
     model_version = metrics.get("train", {}).get("model_version")
     row = {

@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-import json
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from pyspark.sql.window import Window
 
 from jobs.config import Config
 from jobs.schemas import allowed_columns
-from jobs.stage import StageResult, read_silver, stage_main
+from jobs.stage import StageResult, days_up_to, read_silver, stage_main
 from jobs.train import load_item_factors, model_version
 
 ALL_REGIONS = "ALL"
@@ -121,15 +120,12 @@ def _with_run(df: DataFrame, run_id: str, run_date: date) -> DataFrame:
 
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/candidates and friends -> gold/recommendations, gold/default_recommendations."""
-    day = run_date.isoformat()
-    at_day = F.col("run_date") == day
-    candidates = read_silver(spark, config, "silver/candidates").where(at_day)
-    content = read_silver(spark, config, "silver/content").where(at_day)
-    users = read_silver(spark, config, "silver/user_features").where(at_day)
-    history = read_silver(spark, config, "silver/interactions").where(at_day)
-    recent = read_silver(spark, config, "silver/events").where(
-        F.col("run_date") > (run_date - timedelta(days=POPULAR_DAYS)).isoformat()
-    ).where(F.col("run_date") <= day)
+    day = [run_date.isoformat()]
+    candidates = read_silver(spark, config, "silver/candidates", day)
+    content = read_silver(spark, config, "silver/content", day)
+    users = read_silver(spark, config, "silver/user_features", day)
+    history = read_silver(spark, config, "silver/interactions", day)
+    recent = read_silver(spark, config, "silver/events", days_up_to(run_date, POPULAR_DAYS))
 
     factors, ids = load_item_factors(Path(config.model_dir(run_id)))
     shelves = filter_top_candidates(candidates, config.shelf.size)

@@ -53,7 +53,9 @@ def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: 
         "<h2>Stages</h2>",
     ]
     for summary in summaries:
-        parts.append(f"<h3>{escape(summary['stage'])}</h3>")
+        seconds = summary.get("seconds")
+        took = f" ({seconds:.1f} s)" if seconds is not None else ""
+        parts.append(f"<h3>{escape(summary['stage'])}{took}</h3>")
         parts.append(_table(["metric", "value"], sorted(summary["metrics"].items())))
         if summary["outputs"]:
             parts.append(_table(["table written", "Delta version"], sorted(summary["outputs"].items())))

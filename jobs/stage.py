@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
@@ -45,14 +45,25 @@ class StageResult:
             config_hash=self.config.config_hash,
         )
 
-    def write(self, df: DataFrame, table: str, mode: str = "overwrite_partition") -> int:
-        """Write ``df`` to ``table`` ("layer/name") under the table's allow-list."""
+    def write(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: str = "overwrite_partition",
+        partitions: Sequence[str] | None = None,
+    ) -> int:
+        """Write ``df`` to ``table`` ("layer/name") under the table's allow-list.
+
+        ``overwrite_partition`` replaces the run date's partition, or the
+        ``partitions`` (run_date values) named.
+        """
         layer, name = table.split("/")
         version = tables.write_table(
             df,
             self.config.table(layer, name),
             commit=self.commit,
             mode=mode,
+            partitions=partitions,
             allowed_columns=allowed_columns(table),
             stats_exclude=USER_KEY_COLUMNS,
             engine=self.config.spark.table_engine,
@@ -71,9 +82,19 @@ class StageResult:
         }
 
 
-def read_silver(spark: SparkSession, config: Config, table: str) -> DataFrame:
+def read_silver(
+    spark: SparkSession, config: Config, table: str, run_dates: Sequence[str] | None = None
+) -> DataFrame:
+    """A table ("layer/name"), or only its ``run_dates`` partitions (only their files read)."""
     layer, name = table.split("/")
-    return tables.read_table(spark, config.table(layer, name), engine=config.spark.table_engine)
+    return tables.read_table(
+        spark, config.table(layer, name), engine=config.spark.table_engine, run_dates=run_dates
+    )
+
+
+def days_up_to(run_date: date, days: int) -> list[str]:
+    """The ISO dates of the ``days`` days ending on ``run_date``, oldest first."""
+    return [(run_date - timedelta(days=n)).isoformat() for n in reversed(range(days))]
 
 
 def landing_files(path: str) -> tuple[str, list[str]]:
@@ -99,12 +120,16 @@ def landing_files(path: str) -> tuple[str, list[str]]:
     return formats.pop(), [str(p) for p in files]
 
 
-def read_landing(spark: SparkSession, path: str, schema: StructType) -> DataFrame:
-    """Read a landing folder with an explicit schema (every landing column is a string).
+def read_landing(spark: SparkSession, paths: str | list[str], schema: StructType) -> DataFrame:
+    """Read landing folders with an explicit schema (every landing column is a string).
 
     Values that do not fit are kept as the raw string and judged by the stage.
     """
-    fmt, files = landing_files(path)
+    found = [landing_files(p) for p in ([paths] if isinstance(paths, str) else paths)]
+    formats = {fmt for fmt, _ in found}
+    if len(formats) > 1:
+        raise StageError(f"landing folders {paths} mix formats {sorted(formats)}; use one")
+    fmt, files = formats.pop(), [f for _, group in found for f in group]
     reader = spark.read.schema(schema)
     if fmt == "csv":
         return reader.option("header", "true").option("mode", "PERMISSIVE").csv(files)

@@ -83,6 +83,7 @@ class _WriteRequest:
     stats_exclude: Sequence[str]
     commit: CommitInfo
     job_id: str  # in every file name of this write, so a failed job's files can be found
+    partitions: Sequence[str] = ()  # run_date values an overwrite_partition replaces
 
     @property
     def app_id(self) -> str:
@@ -114,21 +115,25 @@ def register_data_source(spark) -> None:
 def write_table(df: DataFrame, uri: str, *, commit: CommitInfo,
                 mode: str = "overwrite_partition", partition_by: Sequence[str] = ("run_date",),
                 allowed_columns: Sequence[str] | None = None,
-                stats_exclude: Sequence[str] = ("user_key",), engine: str = "delta-rs") -> int:
+                stats_exclude: Sequence[str] = ("user_key",), engine: str = "delta-rs",
+                partitions: Sequence[str] | None = None) -> int:
     """Write ``df`` to the Delta table at ``uri`` in one commit; return the table version.
 
-    ``overwrite_partition`` replaces the partition ``run_date == commit.run_date`` (every row
-    must have that date), ``overwrite`` the whole table (schema included), ``append`` adds
-    rows. A repeat of the same ``commit.run_id`` for the same table and date is skipped.
-    Columns in ``stats_exclude`` never appear in file statistics.
+    ``overwrite_partition`` replaces the partitions whose ``run_date`` is in ``partitions``
+    (default: ``commit.run_date`` alone; every row must have one of them), ``overwrite``
+    the whole table (schema included), ``append`` adds rows. A repeat of the same
+    ``commit.run_id`` for the same table and date is skipped. Columns in ``stats_exclude``
+    never appear in file statistics.
     """
     uri, partition_by = _normalize_uri(uri), tuple(partition_by)
-    _check_write(df, uri, commit, mode, partition_by, allowed_columns, engine)
+    partitions = tuple(partitions or (commit.run_date,))
+    _check_write(df, uri, commit, mode, partition_by, allowed_columns, engine, partitions)
     if engine == "delta-spark":
-        _write_with_delta_spark(df, uri, commit, mode, partition_by, tuple(stats_exclude))
+        _write_with_delta_spark(df, uri, commit, mode, partition_by, tuple(stats_exclude),
+                                partitions)
     else:
         request = _WriteRequest(uri, mode, partition_by, tuple(stats_exclude), commit,
-                                uuid.uuid4().hex)
+                                uuid.uuid4().hex, partitions)
         writer = (df.write.format(SOURCE_NAME).mode("append" if mode == "append" else "overwrite")
                   .option("request", request.to_json()))
         try:
@@ -139,17 +144,33 @@ def write_table(df: DataFrame, uri: str, *, commit: CommitInfo,
     return table_version(uri)
 
 
-def read_table(spark, uri: str, *, version: int | None = None,
-               engine: str = "delta-rs") -> DataFrame:
-    """The table (at ``version``, or the latest) as a DataFrame, partition columns included."""
+def read_table(spark, uri: str, *, version: int | None = None, engine: str = "delta-rs",
+               run_dates: Sequence[str] | None = None) -> DataFrame:
+    """The table (at ``version``, or the latest) as a DataFrame, partition columns included.
+
+    ``run_dates`` restricts the read to those ``run_date`` partitions; only their files
+    are listed and read.
+    """
     uri = _normalize_uri(uri)
     if engine == "delta-spark":
         reader = spark.read.format("delta")
-        return (reader if version is None else reader.option("versionAsOf", version)).load(uri)
+        df = (reader if version is None else reader.option("versionAsOf", version)).load(uri)
+        return df if run_dates is None else df.where(df["run_date"].isin(list(run_dates)))
     table = _open_table(uri, version)
     _check_readable(table, uri)
-    return (spark.read.format(SOURCE_NAME).schema(_spark_schema(table))
-            .option("version", str(table.version())).load(uri))
+    reader = (spark.read.format(SOURCE_NAME).schema(_spark_schema(table))
+              .option("version", str(table.version())))
+    if run_dates is not None:
+        reader = reader.option("run_dates", json.dumps(sorted(run_dates)))
+    return reader.load(uri)
+
+
+def partition_values(uri: str, column: str = "run_date") -> list[str]:
+    """The distinct values of a partition column present in the table (empty if none)."""
+    uri = _normalize_uri(uri)
+    if not table_exists(uri):
+        return []
+    return sorted({p[column] for p in DeltaTable(uri).partitions() if p.get(column) is not None})
 
 
 def read_arrow(uri: str, *, version: int | None = None, filters=None) -> pa.Table:
@@ -189,13 +210,15 @@ def list_tables(lakehouse: str) -> list[TableInfo]:
 
 # --- checks made on the driver before any file is written ---------------------------------
 
-def _check_write(df, uri, commit, mode, partition_by, allowed_columns, engine) -> None:
+def _check_write(df, uri, commit, mode, partition_by, allowed_columns, engine,
+                 partitions) -> None:
     _check_choice("mode", mode, MODES)
     _check_choice("engine", engine, ENGINES)
-    try:
-        date.fromisoformat(commit.run_date)
-    except ValueError:
-        raise TableError(f"run_date {commit.run_date!r} is not a YYYY-MM-DD date") from None
+    for day in (commit.run_date, *partitions):
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise TableError(f"run_date {day!r} is not a YYYY-MM-DD date") from None
     if allowed_columns is not None:
         extra = [c for c in df.columns if c not in set(allowed_columns)]
         if extra:
@@ -249,7 +272,9 @@ class DeltaRsDataSource(DataSource):
         return _spark_schema(_open_table(self.options["path"], self._version))
 
     def reader(self, schema: StructType) -> "DataSourceReader":
-        return _DeltaFileReader(self.options["path"], self._version, schema)
+        run_dates = self.options.get("run_dates")
+        return _DeltaFileReader(self.options["path"], self._version, schema,
+                                None if run_dates is None else json.loads(run_dates))
 
     def writer(self, schema: StructType, overwrite: bool) -> "_DeltaFileWriter":
         if "request" not in self.options:
@@ -297,8 +322,10 @@ class _DeltaFileWriter(DataSourceArrowWriter):
 class _DeltaFileReader(DataSourceReader):
     """One input partition per data file of the snapshot; read() yields Arrow batches."""
 
-    def __init__(self, uri: str, version: int | None, schema: StructType):
+    def __init__(self, uri: str, version: int | None, schema: StructType,
+                 run_dates: list[str] | None = None):
         self.uri, self.version, self.schema = uri, version, schema
+        self.run_dates = None if run_dates is None else set(run_dates)
 
     def partitions(self) -> list[InputPartition]:
         """(relative path, partition values) of each file; Spark adds one empty partition
@@ -307,10 +334,11 @@ class _DeltaFileReader(DataSourceReader):
         _check_readable(table, self.uri)
         columns = list(table.metadata().partition_columns)
         actions = pa.table(table.get_add_actions(flatten=True))
-        return [InputPartition((unquote(row["path"]),
-                                {c: row[f"partition.{c}"] for c in columns}))
-                for row in actions.select(["path"] + [f"partition.{c}" for c in columns])
-                .to_pylist()]
+        rows = actions.select(["path"] + [f"partition.{c}" for c in columns]).to_pylist()
+        if self.run_dates is not None:
+            rows = [r for r in rows if str(r.get("partition.run_date")) in self.run_dates]
+        return [InputPartition((unquote(row["path"]), {c: row[f"partition.{c}"] for c in columns}))
+                for row in rows]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         if partition.value is None:
@@ -362,12 +390,13 @@ class _DataFile:
 
 def _check_run_dates(batch: pa.RecordBatch, request: _WriteRequest) -> None:
     run_dates = pc.cast(batch.column("run_date"), pa.string())
-    wrong = pc.invert(pc.fill_null(pc.equal(run_dates, request.commit.run_date), False))
+    allowed = pa.array(list(request.partitions), pa.string())
+    wrong = pc.invert(pc.fill_null(pc.is_in(run_dates, value_set=allowed), False))
     if pc.any(wrong).as_py():
         found = pc.unique(run_dates.filter(wrong)).to_pylist()[:5]
         raise TableError(f"{_table_name(request.uri)}: overwrite_partition of run_date "
-                         f"{request.commit.run_date} got rows with run_date {found}; keep only "
-                         "that date's rows, or write with mode='append'")
+                         f"{list(request.partitions)} got rows with run_date {found}; keep "
+                         "only those dates' rows, or write with mode='append'")
 
 
 def _split_by_partition(batch: pa.RecordBatch, columns: tuple[str, ...]):
@@ -449,7 +478,7 @@ def _commit_files(request: _WriteRequest, schema: pa.Schema, files: list[dict]) 
         table.create_write_transaction(
             actions, "overwrite" if replace else "append", table.schema(),
             list(request.partition_by),
-            [("run_date", "=", request.commit.run_date)] if replace else None,
+            [("run_date", "in", list(request.partitions))] if replace else None,
             commit_properties=properties, post_commithook_properties=PostCommitHookProperties())
 
 
@@ -477,7 +506,8 @@ def _discard_job_files(request: _WriteRequest) -> None:
             fs.delete_file(entry.path)
 
 
-def _write_with_delta_spark(df, uri, commit, mode, partition_by, stats_exclude) -> None:
+def _write_with_delta_spark(df, uri, commit, mode, partition_by, stats_exclude,
+                            partitions) -> None:
     """Write with delta-spark's ``format("delta")``, for clusters that provide the jars.
 
     UNTESTED here (no Delta jars in this environment). A missing table is first created
@@ -496,7 +526,8 @@ def _write_with_delta_spark(df, uri, commit, mode, partition_by, stats_exclude) 
               .option("txnAppId", f"{_app_id(uri, commit)}:{commit.run_id}")
               .option("txnVersion", str(commit.txn_version)))
     if mode == "overwrite_partition":
-        writer = writer.mode("overwrite").option("replaceWhere", f"run_date = '{commit.run_date}'")
+        dates = ", ".join(f"'{d}'" for d in partitions)  # validated as ISO dates
+        writer = writer.mode("overwrite").option("replaceWhere", f"run_date IN ({dates})")
     elif mode == "overwrite":
         writer = writer.mode("overwrite").option("overwriteSchema", "true")
     else:

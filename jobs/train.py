@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from scipy.sparse import csr_matrix
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -167,10 +166,8 @@ def model_version(config: Config, run_id: str) -> str:
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/interactions of ``run_date`` -> models/<run id>/ and silver/candidates."""
     day = run_date.isoformat()
-    interactions = (
-        read_silver(spark, config, "silver/interactions")
-        .where(F.col("run_date") == day)
-        .select("user_key", "content_id", "confidence")
+    interactions = read_silver(spark, config, "silver/interactions", [day]).select(
+        "user_key", "content_id", "confidence"
     )
     data = InteractionMatrix.from_arrow(interactions.toArrow())
     if data.matrix.nnz == 0:
@@ -198,7 +195,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
 
     result = StageResult("train", run_date, run_id, config)
     candidates = spark.createDataFrame(
-        candidates_table(data, rows, cols, scores, version, run_date).to_pandas()
+        candidates_table(data, rows, cols, scores, version, run_date)
     ).select(*allowed_columns("silver/candidates"))
     result.write(candidates, "silver/candidates")
     result.metrics.update(

@@ -12,6 +12,7 @@ from jobs.ingest import (
     build_content,
     build_quarantine,
     build_silver_events,
+    dates_to_ingest,
     with_rejection_reason,
     with_typed_event_fields,
 )
@@ -42,9 +43,9 @@ CASES = {
 @pytest.fixture
 def checked(spark):
     rows = list(CASES.values()) + [_event("dup"), _event("dup")]
-    events = spark.createDataFrame(rows, VIEWING_EVENTS)
+    events = spark.createDataFrame(rows, VIEWING_EVENTS).withColumn("landing_date", F.lit(D.isoformat()))
     catalog_ids = spark.createDataFrame([("c1",)], "content_id string")
-    return with_rejection_reason(with_typed_event_fields(events), catalog_ids, D, 6 * 3600).cache()
+    return with_rejection_reason(with_typed_event_fields(events), catalog_ids, 6 * 3600).cache()
 
 
 def test_each_bad_record_gets_its_reason(checked):
@@ -59,8 +60,8 @@ def test_exact_duplicates_keep_one_copy(checked):
 
 
 def test_counts_add_up_and_no_identifier_leaves(checked):
-    silver = build_silver_events(checked, KEY, D)
-    quarantine = build_quarantine(checked, KEY, D)
+    silver = build_silver_events(checked, KEY)
+    quarantine = build_quarantine(checked, KEY)
     assert silver.count() + quarantine.count() == checked.count()
     assert silver.columns == allowed_columns("silver/events")
     assert quarantine.columns == allowed_columns("quarantine/viewing_events")
@@ -70,8 +71,16 @@ def test_counts_add_up_and_no_identifier_leaves(checked):
 
 
 def test_quarantine_is_pseudonymized_not_blank(checked):
-    rows = build_quarantine(checked, KEY, D).where("reason = 'unknown_content'").collect()
+    rows = build_quarantine(checked, KEY).where("reason = 'unknown_content'").collect()
     assert len(rows) == 1 and len(rows[0]["user_key"]) == 64
+
+
+def test_a_run_catches_up_on_days_not_ingested_yet():
+    landing = ["2026-11-20", "2026-11-22", "2026-11-23", "2026-11-24", "2026-11-25", "2026-11-26"]
+    days = dates_to_ingest(landing, {"2026-11-23"}, D, history_days=5)
+    # the window is 11-21..11-25: 11-20 is too old, 11-23 done, 11-26 is after D
+    assert days == ["2026-11-22", "2026-11-24", "2026-11-25"]
+    assert dates_to_ingest(landing, set(landing), D, 5) == ["2026-11-25"]  # D is always redone
 
 
 def test_content_is_typed_and_unique(spark):

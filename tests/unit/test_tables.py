@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.tables import (CommitInfo, TableError, TableInfo, list_tables, read_arrow,
-                         read_table, table_exists, table_history, table_version, write_table)
+from jobs.tables import (CommitInfo, TableError, TableInfo, list_tables, partition_values,
+                         read_arrow, read_table, table_exists, table_history, table_version,
+                         write_table)
 
 DAY, NEXT_DAY = "2026-11-25", "2026-11-26"
 EVENTS = "user_key string, content_id string, seconds long, run_date string"
@@ -104,12 +105,39 @@ def test_overwrite_partition_replaces_only_its_date(spark, uri):
 
 
 @pytest.mark.spark
+def test_overwrite_partition_can_replace_several_dates_in_one_commit(spark, uri):
+    third = "2026-11-27"
+    for i, day in enumerate((DAY, NEXT_DAY, third)):
+        write_table(events(spark, day), uri, commit=run(f"run-{i}", day))
+
+    both = events(spark, DAY, seconds=5).unionByName(events(spark, NEXT_DAY, seconds=5))
+    version = write_table(both, uri, commit=run("catch-up", NEXT_DAY), partitions=[DAY, NEXT_DAY])
+
+    assert version == 3  # one commit for both dates
+    assert rows(uri) == event_rows(DAY, 5) + event_rows(NEXT_DAY, 5) + event_rows(third)
+
+
+@pytest.mark.spark
+def test_reads_of_some_run_dates_list_only_their_files(spark, uri):
+    write_table(events(spark, DAY), uri, commit=run("run-1", DAY))
+    write_table(events(spark, NEXT_DAY, seconds=7), uri, commit=run("run-2", NEXT_DAY))
+
+    df = read_table(spark, uri, run_dates=[NEXT_DAY])
+
+    assert {r["run_date"] for r in df.collect()} == {NEXT_DAY}
+    assert df.count() == 3
+    assert sorted(partition_values(uri)) == [DAY, NEXT_DAY]
+    # pruned at the file listing: the scan has as many partitions as NEXT_DAY's files
+    assert df.rdd.getNumPartitions() == len([f for f in parquet_files(uri) if NEXT_DAY in f])
+
+
+@pytest.mark.spark
 def test_overwrite_partition_rejects_rows_of_another_date(spark, uri):
     write_table(events(spark), uri, commit=run("run-1"))
     before = parquet_files(uri)
     mixed = events(spark, DAY).unionByName(events(spark, NEXT_DAY))
 
-    with pytest.raises(TableError, match=f"run_date {DAY} got rows with run_date.*{NEXT_DAY}"):
+    with pytest.raises(TableError, match=rf"run_date \['{DAY}'\] got rows with run_date.*{NEXT_DAY}"):
         write_table(mixed, uri, commit=run("run-2", DAY))
 
     assert table_version(uri) == 0
@@ -394,7 +422,7 @@ class RecordingWriter:
         self.calls["save"] = path
 
 
-def test_delta_spark_engine_passes_metadata_txn_and_replace_where(uri):
+def test_delta_spark_engine_passes_metadata_txn_and_replace_where(spark, uri):
     writer = RecordingWriter()
     df = SimpleNamespace(schema=StructType.fromDDL(EVENTS), write=writer,
                          columns=["user_key", "content_id", "seconds", "run_date"])
@@ -406,7 +434,7 @@ def test_delta_spark_engine_passes_metadata_txn_and_replace_where(uri):
     assert json.loads(writer.options.pop("userMetadata"))["run_id"] == "run-7"
     assert writer.options == {"txnAppId": f"silver/events:{DAY}:run-7",
                               "txnVersion": str(run("run-7").txn_version),
-                              "replaceWhere": f"run_date = '{DAY}'"}
+                              "replaceWhere": f"run_date IN ('{DAY}')"}
     # The table was created first by delta-rs, so user keys stay out of delta-spark's stats.
     assert version == 0
     assert DeltaTable(uri).metadata().configuration == {
