@@ -1,0 +1,432 @@
+"""The nightly DAG: it parses cleanly and cheaply, has one task per pipeline stage wired
+like the pipeline, gives every task the intended run date for a logical date, records
+failures, and runs end to end under Airflow on small synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from jobs import airflow_tasks
+from jobs.airflow_tasks import (
+    FAILURE_XCOM_KEY,
+    RECORD_TASK_ID,
+    first_failure,
+    partition_of,
+    run_date_for,
+    run_id_for,
+    table_asset,
+)
+from jobs.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+ENV_FILE = REPO / "infra" / "airflow" / "airflow.env"
+DAG_ID = "nightly_recommendations"
+VENV_BIN = Path(sys.executable).parent
+UTC = timezone.utc
+
+
+def _airflow_settings(home: Path) -> dict[str, str]:
+    """A private Airflow: its own home and SQLite database, this repository's dags."""
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+
+
+def _clean_environ() -> dict[str, str]:
+    """The caller's environment without any Airflow or fairshelf setting."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "FAIRSHELF_"))}
+
+
+def _dag_run(logical_date, run_id="scheduled__2026-11-27T02:30:00+00:00", clear_number=0, run_after=None):
+    """The part of Airflow's DagRun (as a task sees it) that the tasks read."""
+    return SimpleNamespace(
+        logical_date=logical_date,
+        run_after=run_after or logical_date,
+        run_id=run_id,
+        clear_number=clear_number,
+        start_date=logical_date,
+    )
+
+
+class _TaskInstance:
+    """Serves the upstream tasks' return values and records what a task pushes to XCom."""
+
+    def __init__(self, returned=None):
+        self.returned = returned or {}
+        self.pushed: dict[str, object] = {}
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.returned.get(task_ids) if key == "return_value" else None
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+class _OutletEvents(dict):
+    """Airflow's outlet event accessors: one event (with an ``extra`` dict) per asset."""
+
+    def __missing__(self, asset):
+        self[asset] = SimpleNamespace(extra={})
+        return self[asset]
+
+
+@pytest.fixture(scope="module")
+def dag(tmp_path_factory):
+    """The DAG as Airflow's DagBag parses it, in a throw-away AIRFLOW_HOME."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in _airflow_settings(home).items():
+            mp.setenv(name, value)
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[DAG_ID]
+
+
+# -- parsing -------------------------------------------------------------------------------
+PARSE_DAGS = """
+import json, sys
+import airflow.sdk.execution_time.context as context
+
+def looked_up(*args, **kwargs):
+    raise RuntimeError("a connection or variable was looked up while parsing")
+
+context._get_connection = context._get_variable = looked_up
+from airflow.dag_processing.dagbag import DagBag
+
+bag = DagBag(dag_folder=sys.argv[1])
+heavy = ("pyspark", "jobs.pipeline", "jobs.stage", "jobs.spark", "jobs.tables", "deltalake", "implicit")
+print(json.dumps({
+    "errors": bag.import_errors,
+    "dag_ids": sorted(bag.dag_ids),
+    "heavy_modules": [m for m in heavy if m in sys.modules],
+}))
+"""
+
+
+def test_dags_folder_parses_without_errors_or_heavy_work(tmp_path):
+    """In a fresh interpreter (this one may have pyspark loaded already)."""
+    env = {**_clean_environ(), **_airflow_settings(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", PARSE_DAGS, str(DAGS)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    parsed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == {}
+    assert parsed["dag_ids"] == [DAG_ID]
+    assert parsed["heavy_modules"] == []
+
+
+# -- structure -------------------------------------------------------------------------------
+def test_one_task_per_stage_wired_like_the_pipeline(dag):
+    from jobs.pipeline import ORDER, UPSTREAM
+
+    # The DAG reads the graph from jobs.airflow_tasks (no pyspark at parse time).
+    assert airflow_tasks.STAGE_UPSTREAM == UPSTREAM
+    assert tuple(airflow_tasks.STAGE_UPSTREAM) == ORDER
+    assert set(dag.task_ids) == {*ORDER, RECORD_TASK_ID}
+    for stage in ORDER:
+        assert dag.get_task(stage).upstream_task_ids == set(UPSTREAM[stage]), stage
+    record = dag.get_task(RECORD_TASK_ID)
+    assert record.upstream_task_ids == set(ORDER)
+    assert record.downstream_task_ids == set()
+    assert record.trigger_rule == "all_done"
+
+
+def test_tasks_retry_and_runs_do_not_overlap(dag):
+    for task in dag.tasks:
+        assert task.retries >= 1, task.task_id
+        assert task.retry_delay >= timedelta(minutes=1), task.task_id
+        assert task.execution_timeout is not None, task.task_id
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.dagrun_timeout is not None and dag.dagrun_timeout <= timedelta(hours=24)
+    assert "fairshelf" in dag.tags
+    assert "run date" in dag.doc_md.lower() or "which day" in dag.doc_md.lower()
+
+
+def test_published_tables_are_assets(dag):
+    outlets = {task.task_id: {a.name for a in task.outlets} for task in dag.tasks}
+    assert outlets["publish"] == {"fairshelf.gold.recommendations", "fairshelf.gold.default_recommendations"}
+    assert outlets[RECORD_TASK_ID] == {"fairshelf.gold.runs"}
+    assert all(not outlets[stage] for stage in ("ingest", "privacy", "features", "train"))
+    asset = table_asset("gold/recommendations")
+    assert asset.uri == "x-fairshelf://gold/recommendations"
+    assert airflow_tasks.asset_table(asset) == "gold/recommendations"
+
+
+# -- which day a run is for -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("logical_date", "run_date"),
+    [
+        (datetime(2026, 11, 27, 2, 30, tzinfo=UTC), date(2026, 11, 26)),
+        (datetime(2026, 11, 27, 0, 0, tzinfo=UTC), date(2026, 11, 26)),
+        (datetime(2026, 11, 26, 23, 59, 59, tzinfo=UTC), date(2026, 11, 25)),
+        (datetime(2027, 1, 1, 2, 30, tzinfo=UTC), date(2026, 12, 31)),
+        (datetime(2028, 3, 1, 2, 30, tzinfo=UTC), date(2028, 2, 29)),
+        # 01:00 in UTC+2 is 23:00 UTC of the day before: the day is taken in UTC
+        (datetime(2026, 11, 27, 1, 0, tzinfo=timezone(timedelta(hours=2))), date(2026, 11, 25)),
+    ],
+)
+def test_run_date_is_the_utc_day_before_the_logical_date(logical_date, run_date):
+    assert run_date_for(logical_date) == run_date
+
+
+def test_run_date_needs_an_aware_logical_date():
+    with pytest.raises(ValueError, match="timezone"):
+        run_date_for(datetime(2026, 11, 27, 2, 30))
+
+
+def test_each_scheduled_run_processes_the_complete_previous_day(dag):
+    """Walk the DAG's own timetable: consecutive runs cover consecutive days, and each
+    run starts only after its day has ended."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(dag.timetable)
+    restriction = TimeRestriction(earliest=datetime(2026, 11, 25, 12, tzinfo=UTC), latest=None, catchup=True)
+    info, days = None, []
+    for _ in range(3):
+        info = timetable.next_dagrun_info(
+            last_automated_data_interval=info.data_interval if info else None, restriction=restriction
+        )
+        day = run_date_for(info.logical_date)
+        assert info.run_after >= datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+        days.append(day)
+    assert days == [date(2026, 11, 25), date(2026, 11, 26), date(2026, 11, 27)]
+
+
+def test_a_stage_task_runs_its_stage_on_the_run_partition(dag, monkeypatch, config):
+    """Call the DAG's own `publish` task with an Airflow-like context."""
+    import jobs.pipeline
+
+    calls = []
+
+    def run_stage(name, run_date, run_id, config=None, spark=None):
+        calls.append((name, run_date, run_id))
+        return {"stage": name, "run_id": run_id, "run_date": run_date.isoformat(),
+                "outputs": {"gold/recommendations": 7, "gold/default_recommendations": 3}, "metrics": {}}
+
+    monkeypatch.setattr(jobs.pipeline, "run_stage", run_stage)
+    monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
+    task = dag.get_task("publish")
+    events = _OutletEvents()
+    run_id = "airflow__scheduled__2026-11-27T02-30-00-00-00__c1"
+    context = {
+        "dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC), clear_number=1),
+        "ti": _TaskInstance({"train": {"stage": "train", "run_id": run_id}}),
+        "task": task,
+        "outlet_events": events,
+    }
+    summary = task.python_callable(**task.op_kwargs, **context)
+
+    assert calls == [("publish", date(2026, 11, 26), run_id)]
+    assert summary["run_id"] == run_id
+    extra = events[table_asset("gold/recommendations")].extra
+    assert extra == {
+        "run_id": run_id,
+        "run_date": "2026-11-26",
+        "location": config.table("gold", "recommendations"),
+        "delta_version": 7,
+    }
+    assert events[table_asset("gold/default_recommendations")].extra["delta_version"] == 3
+
+
+def test_a_run_without_logical_date_uses_its_run_after():
+    run = _dag_run(None, run_id="manual__2026-11-27T08:00:00+00:00",
+                   run_after=datetime(2026, 11, 27, 8, tzinfo=UTC))
+    assert partition_of({"dag_run": run}).run_date == date(2026, 11, 26)
+
+
+def test_a_stage_of_a_partly_cleared_run_fails_before_any_work(monkeypatch, config):
+    """Clearing only `publish` bumps the clear number: train's model is under the old id."""
+    import jobs.pipeline
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setattr(jobs.pipeline, "run_stage", lambda *a, **k: pytest.fail("the stage ran"))
+    monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
+    old_attempt = run_id_for("scheduled__2026-11-27T02:30:00+00:00", 0)
+    context = {
+        "dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC), clear_number=1),
+        "ti": _TaskInstance({"train": {"stage": "train", "run_id": old_attempt}}),
+    }
+    with pytest.raises(AirflowFailException, match="clear the whole DAG run"):
+        airflow_tasks.run_stage_task("publish", context)
+    assert "ran as " + old_attempt in context["ti"].pushed[FAILURE_XCOM_KEY]["message"]
+
+
+# -- run ids -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "airflow_run_id",
+    [
+        "scheduled__2026-11-27T02:30:00+00:00",
+        "manual__2026-11-27T08:01:02.123456+00:00",
+        "backfill__2026-11-03T02:30:00+00:00",
+        "my rerun/of ../nov 26: ünïcode",
+        "x" * 250,
+    ],
+)
+def test_run_ids_are_safe_folder_names(airflow_run_id):
+    run_id = run_id_for(airflow_run_id, 0)
+    assert re.fullmatch(r"airflow__[A-Za-z0-9._-]+__c0", run_id)
+    assert ".." not in run_id.split("/") and len(run_id) <= 200
+
+
+def test_clearing_a_run_gives_a_new_id_and_a_retry_does_not():
+    scheduled = "scheduled__2026-11-27T02:30:00+00:00"
+    assert run_id_for(scheduled, 0) == run_id_for(scheduled, 0) == "airflow__scheduled__2026-11-27T02-30-00-00-00__c0"
+    assert run_id_for(scheduled, 1) != run_id_for(scheduled, 0)
+    assert run_id_for("y" * 240 + "a", 0) != run_id_for("y" * 240 + "b", 0)
+
+
+# -- recording a failed run ----------------------------------------------------------------------
+PIPELINE_ORDER = ("ingest", "privacy", "features", "train", "publish")
+
+
+def test_a_run_whose_stages_all_returned_succeeded():
+    assert first_failure(PIPELINE_ORDER, {name: {"stage": name} for name in PIPELINE_ORDER}, {}) is None
+
+
+def test_the_first_failed_stage_in_pipeline_order_is_named_with_its_error():
+    summaries = {"ingest": {"stage": "ingest"}}
+    failures = {
+        "publish": None,
+        "privacy": {"stage": "privacy", "message": "k-anonymity gate failed"},
+    }
+    assert first_failure(PIPELINE_ORDER, summaries, failures) == ("privacy", "k-anonymity gate failed")
+    failures["ingest"] = {"stage": "ingest", "message": "no landing data"}
+    assert first_failure(PIPELINE_ORDER, {}, failures) == ("ingest", "no landing data (also failed: privacy)")
+
+
+def test_a_stage_that_left_no_result_counts_as_failed():
+    summaries = {name: {"stage": name} for name in ("ingest", "privacy", "features")}
+    stage, message = first_failure(PIPELINE_ORDER, summaries, {})
+    assert stage == "train" and "without a result" in message
+
+
+def test_a_failing_stage_leaves_its_error_and_config_errors_are_not_retried(monkeypatch, config):
+    import jobs.pipeline
+    from airflow.sdk.exceptions import AirflowFailException
+
+    monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
+    context = {"dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC)), "ti": _TaskInstance()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("landing folder is empty")
+
+    monkeypatch.setattr(jobs.pipeline, "run_stage", broken)
+    with pytest.raises(RuntimeError, match="landing folder"):
+        airflow_tasks.run_stage_task("ingest", context)
+    assert context["ti"].pushed[FAILURE_XCOM_KEY] == {"stage": "ingest", "message": "landing folder is empty"}
+
+    def misconfigured(*args, **kwargs):
+        raise ConfigError("no pseudonymization key")
+
+    monkeypatch.setattr(jobs.pipeline, "run_stage", misconfigured)
+    with pytest.raises(AirflowFailException, match="no pseudonymization key"):
+        airflow_tasks.run_stage_task("privacy", context)
+    assert context["ti"].pushed[FAILURE_XCOM_KEY]["stage"] == "privacy"
+
+
+# -- the settings file -------------------------------------------------------------------------
+def _read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+PATH_SETTINGS = ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "FAIRSHELF_LAKEHOUSE")
+
+
+def test_settings_file_names_sqlite_local_executor_and_no_secret():
+    settings = _read_env_file(ENV_FILE)
+    assert set(PATH_SETTINGS) <= set(settings)
+    assert settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:////")
+    assert settings["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert int(settings["AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME"]) >= 600
+    assert not [name for name in settings if re.search("KEY|SECRET|PASSWORD|TOKEN", name)]
+
+
+# -- a real run under Airflow -------------------------------------------------------------------
+RUN_DATE = date(2026, 11, 25)
+LOGICAL_DATE = "2026-11-26T02:30:00+00:00"  # the night after RUN_DATE
+CONNECTION_KEY = "fairshelf-dag-test-connection-key-0123456789abcdef"
+ENVIRONMENT_KEY = "fairshelf-dag-test-environment-key-0123456789abcde"
+
+
+def _run_logged(command: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> float:
+    started = time.perf_counter()
+    with log.open("w") as out:
+        done = subprocess.run(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    if done.returncode != 0:
+        tail = log.read_text()[-6000:]
+        pytest.fail(f"`{' '.join(command[1:])}` exited {done.returncode}; log {log}:\n{tail}")
+    return time.perf_counter() - started
+
+
+@pytest.mark.integration
+def test_airflow_runs_the_dag_for_one_day_on_synthetic_data(tmp_path):
+    from deltalake import DeltaTable
+
+    from jobs.synthetic import SyntheticSpec, generate_landing
+
+    lake, home = tmp_path / "lake", tmp_path / "airflow"
+    home.mkdir()
+    generate_landing(lake, SyntheticSpec(users=300, items=120, events_per_day=1500, days=3, end_date=RUN_DATE, seed=11))
+
+    env = {**_clean_environ(), **_read_env_file(ENV_FILE), **_airflow_settings(home)}
+    env["FAIRSHELF_LAKEHOUSE"] = str(lake)
+    # The key comes from the Airflow connection; the environment's key must not be used.
+    env["AIRFLOW_CONN_FAIRSHELF_PSEUDONYM_KEY"] = json.dumps({"conn_type": "generic", "password": CONNECTION_KEY})
+    env["FAIRSHELF_PSEUDONYM_KEY"] = ENVIRONMENT_KEY
+    airflow = str(VENV_BIN / "airflow")
+    _run_logged([airflow, "db", "migrate"], env, tmp_path, tmp_path / "migrate.log", timeout=300)
+    seconds = _run_logged(
+        [airflow, "dags", "test", DAG_ID, LOGICAL_DATE], env, tmp_path, tmp_path / "dags_test.log", timeout=3600
+    )
+    print(f"airflow dags test: {seconds:.0f} s")
+
+    shelves = DeltaTable(str(lake / "gold" / "recommendations")).to_pyarrow_table()
+    assert shelves.num_rows > 0
+    assert set(shelves.column("run_date").to_pylist()) == {RUN_DATE.isoformat()}
+    (run_id,) = set(shelves.column("run_id").to_pylist())
+    assert run_id.startswith("airflow__manual__2026-11-26T") and run_id.endswith("__c0")
+
+    runs = DeltaTable(str(lake / "gold" / "runs")).to_pyarrow_table().to_pylist()
+    assert [(r["run_id"], r["run_date"], r["status"]) for r in runs] == [(run_id, RUN_DATE.isoformat(), "succeeded")]
+    assert runs[0]["started_at"] <= runs[0]["finished_at"]
+    expected = load_config(environ={}, pseudonym_key=CONNECTION_KEY.encode()).key_fingerprint
+    assert runs[0]["key_fingerprint"] == expected
+    assert (lake / "models" / run_id).is_dir()
+    assert (lake / "reports" / RUN_DATE.isoformat() / "index.html").is_file()
+
+    with sqlite3.connect(home / "airflow.db") as db:
+        events = db.execute(
+            "SELECT asset.name, asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_event.asset_id"
+        ).fetchall()
+    extras = {name: json.loads(extra) for name, extra in events}
+    assert set(extras) == {"fairshelf.gold.recommendations", "fairshelf.gold.default_recommendations", "fairshelf.gold.runs"}
+    assert extras["fairshelf.gold.recommendations"]["run_id"] == run_id
+    assert extras["fairshelf.gold.recommendations"]["run_date"] == RUN_DATE.isoformat()
+    assert extras["fairshelf.gold.recommendations"]["delta_version"] == json.loads(runs[0]["versions_json"])["gold/recommendations"]
