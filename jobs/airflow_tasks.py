@@ -20,17 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
-# The stage graph of jobs.pipeline.UPSTREAM, needed when the DAG file is parsed.
-# jobs.pipeline imports pyspark and every stage module at its top, so the DAG cannot
-# import it at parse time; tests/dags/test_nightly_dag.py fails when the two differ.
-# TODO: import it instead once the graph lives in a module without heavy imports.
-STAGE_UPSTREAM: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "privacy": (),
-    "features": ("ingest", "privacy"),
-    "train": ("features",),
-    "publish": ("train",),
-}
+from jobs.stage_graph import UPSTREAM as STAGE_UPSTREAM
 
 RECORD_TASK_ID = "record_run"
 PSEUDONYM_KEY_CONN_ID = "fairshelf_pseudonym_key"

@@ -20,6 +20,7 @@ from jobs.config import Config, ConfigError, load_config
 from jobs.runs import new_run_id, utc_now
 from jobs.schemas import RUNS
 from jobs.stage import StageResult
+from jobs.stage_graph import ORDER, UPSTREAM  # noqa: F401 (re-exported)
 from jobs import tables
 
 # Stage name -> entry point. Each is ``run(spark, config, run_date, run_id)``.
@@ -30,15 +31,7 @@ STAGES: dict[str, Callable[..., StageResult]] = {
     "train": train.run,
     "publish": publish.run,
 }
-# Upstream stages of each stage (the DAG's edges).
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "privacy": (),
-    "features": ("ingest", "privacy"),
-    "train": ("features",),
-    "publish": ("train",),
-}
-ORDER = tuple(STAGES)
+assert tuple(STAGES) == ORDER, "jobs.stage_graph and STAGES must name the same stages"
 
 
 @dataclass

@@ -26,7 +26,6 @@ from jobs.stage import StageResult, days_up_to, read_silver, stage_main
 from jobs.train import load_item_factors, model_version
 
 ALL_REGIONS = "ALL"
-POPULAR_DAYS = 7
 
 
 def filter_top_candidates(candidates: DataFrame, size: int) -> DataFrame:
@@ -39,41 +38,61 @@ def filter_top_candidates(candidates: DataFrame, size: int) -> DataFrame:
     )
 
 
-def item_factor_frame(spark: SparkSession, factors: np.ndarray, content_ids: np.ndarray) -> DataFrame:
-    """Unit-length item factors as a (content_id, factors array) DataFrame."""
+def unit_rows(factors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), for cosine similarity."""
     norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    unit = factors / np.where(norms == 0, 1, norms)
-    table = pa.table(
-        {"content_id": content_ids, "factors": pa.array(list(unit.astype(np.float64)))}
-    )
-    return spark.createDataFrame(table)
+    return (factors / np.where(norms == 0, 1, norms)).astype(np.float32)
 
 
-def with_because(shelves: DataFrame, history: DataFrame, item_factors: DataFrame) -> DataFrame:
+def best_because(
+    picks: list[int], seen: list[int], confidence: list[float], unit: np.ndarray
+) -> list[int]:
+    """For each pick (item row), the seen item row with the highest
+    cos(pick, seen) x confidence: the user's own title that best explains it."""
+    support = (unit[picks] @ unit[seen].T) * np.asarray(confidence, dtype=np.float32)
+    return [seen[j] for j in support.argmax(axis=1)]
+
+
+BECAUSE_SCHEMA = "user_key string, content_id string, because_content_id string"
+
+
+def with_because(
+    shelves: DataFrame, history: DataFrame, factors: np.ndarray, content_ids: np.ndarray
+) -> DataFrame:
     """Add ``because_content_id``: the watched title that best explains each pick.
 
-    Score of a watched title j for pick i: cos(q_i, q_j) x the user's confidence in j.
+    Each user's picks and history are gathered into one row; executors score them
+    in Arrow batches with numpy against the (broadcast) item factors.
     """
-    dot = F.aggregate(
-        F.zip_with("pick_f", "seen_f", lambda a, b: a * b), F.lit(0.0), lambda acc, v: acc + v
+    unit = unit_rows(factors)
+    ids = [str(c) for c in content_ids]
+
+    def explain(batches):
+        row_of = {content_id: i for i, content_id in enumerate(ids)}
+        for batch in batches:
+            users, picked, because = [], [], []
+            for user in batch.to_pylist():
+                picks = [row_of[c] for c in user["picks"] if c in row_of]
+                seen = [(row_of[c], w) for c, w in zip(user["seen"] or [], user["weights"] or []) if c in row_of]
+                if not picks or not seen:
+                    continue
+                rows, weights = zip(*seen)
+                for pick, reason in zip(picks, best_because(picks, list(rows), list(weights), unit)):
+                    users.append(user["user_key"])
+                    picked.append(ids[pick])
+                    because.append(ids[reason])
+            yield pa.RecordBatch.from_pydict(
+                {"user_key": users, "content_id": picked, "because_content_id": because}
+            )
+
+    gathered = shelves.groupBy("user_key").agg(F.collect_list("content_id").alias("picks")).join(
+        history.groupBy("user_key").agg(
+            F.collect_list("content_id").alias("seen"), F.collect_list("confidence").alias("weights")
+        ),
+        "user_key",
+        "left",
     )
-    picks = shelves.join(
-        F.broadcast(item_factors.withColumnRenamed("factors", "pick_f")), "content_id"
-    )
-    seen = history.select(
-        "user_key", F.col("content_id").alias("seen_id"), "confidence"
-    ).join(
-        F.broadcast(item_factors.select(F.col("content_id").alias("seen_id"), F.col("factors").alias("seen_f"))),
-        "seen_id",
-    )
-    pairs = picks.join(seen, "user_key").withColumn("_support", dot * F.col("confidence"))
-    best = Window.partitionBy("user_key", "content_id").orderBy(F.desc("_support"), "seen_id")
-    because = (
-        pairs.withColumn("_n", F.row_number().over(best))
-        .where("_n = 1")
-        .select("user_key", "content_id", F.col("seen_id").alias("because_content_id"))
-    )
-    return shelves.join(because, ["user_key", "content_id"], "left")
+    return shelves.join(gathered.mapInArrow(explain, BECAUSE_SCHEMA), ["user_key", "content_id"], "left")
 
 
 def with_reason(shelves: DataFrame, content: DataFrame) -> DataFrame:
@@ -88,28 +107,33 @@ def with_reason(shelves: DataFrame, content: DataFrame) -> DataFrame:
 
 
 def build_default_shelves(
-    events: DataFrame, user_features: DataFrame, size: int, k: int
+    events: DataFrame, user_features: DataFrame, run_date: date, half_life_days: float, size: int, k: int
 ) -> DataFrame:
-    """Most-watched titles per region and overall, counting distinct viewers.
+    """Popular titles per region and overall, from distinct viewers over the history
+    window, each viewer counting ``0.5 ** (days since their last view / half life)``.
 
-    A title needs at least ``k`` distinct viewers in a region to be listed there.
+    A title needs at least ``k`` distinct viewers in a region to be listed there, so
+    no shelf reveals what one person watched.
     """
     regions = user_features.select("user_key", F.coalesce("region", F.lit("*")).alias("region"))
-    viewed = events.select("user_key", "content_id").distinct().join(regions, "user_key", "left")
-    viewed = viewed.withColumn("region", F.coalesce("region", F.lit("*")))
-    per_region = viewed.groupBy("region", "content_id").agg(F.count(F.lit(1)).alias("viewers"))
-    overall = viewed.groupBy("content_id").agg(F.count(F.lit(1)).alias("viewers")).withColumn(
-        "region", F.lit(ALL_REGIONS)
+    last_views = events.groupBy("user_key", "content_id").agg(F.max("event_date").alias("_last"))
+    weight = F.pow(F.lit(0.5), F.datediff(F.lit(run_date), F.to_date("_last")) / F.lit(half_life_days))
+    viewed = (
+        last_views.join(regions, "user_key", "left")
+        .withColumn("region", F.coalesce("region", F.lit("*")))
+        .withColumn("_weight", weight)
     )
+    popularity = [F.count(F.lit(1)).alias("viewers"), F.sum("_weight").alias("score")]
+    per_region = viewed.groupBy("region", "content_id").agg(*popularity)
+    overall = viewed.groupBy("content_id").agg(*popularity).withColumn("region", F.lit(ALL_REGIONS))
     popular = per_region.unionByName(overall).where(F.col("viewers") >= k)
-    order = Window.partitionBy("region").orderBy(F.desc("viewers"), "content_id")
+    order = Window.partitionBy("region").orderBy(F.desc("score"), "content_id")
     reason = F.when(F.col("region") == ALL_REGIONS, "Popular on fairshelf").otherwise(
         "Popular in your region"
     )
     return (
         popular.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= size)
-        .withColumn("score", F.col("viewers").cast("double"))
         .withColumn("reason", reason)
     )
 
@@ -125,17 +149,24 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     content = read_silver(spark, config, "silver/content", day)
     users = read_silver(spark, config, "silver/user_features", day)
     history = read_silver(spark, config, "silver/interactions", day)
-    recent = read_silver(spark, config, "silver/events", days_up_to(run_date, POPULAR_DAYS))
+    window = read_silver(spark, config, "silver/events", days_up_to(run_date, config.shelf.history_days))
 
     factors, ids = load_item_factors(Path(config.model_dir(run_id)))
     shelves = filter_top_candidates(candidates, config.shelf.size)
-    shelves = with_reason(with_because(shelves, history, item_factor_frame(spark, factors, ids)), content)
+    shelves = with_reason(with_because(shelves, history, factors, ids), content)
     shelves = _with_run(shelves, run_id, run_date).withColumn(
         "model_version", F.lit(model_version(config, run_id))
     ).withColumn("constraint_flags", F.lit(None).cast("string"))
 
     defaults = _with_run(
-        build_default_shelves(recent, users, config.shelf.default_shelf_size, config.privacy.k_anonymity),
+        build_default_shelves(
+            window,
+            users,
+            run_date,
+            config.model.recency_half_life_days,
+            config.shelf.default_shelf_size,
+            config.privacy.k_anonymity,
+        ),
         run_id,
         run_date,
     )

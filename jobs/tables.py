@@ -6,6 +6,8 @@ directory; the driver commits them as one Delta transaction with ``deltalake``, 
 run's metadata and an app transaction ``layer/name:run_date``. A failed job commits nothing
 and deletes its files. Reads list the files of a Delta snapshot and read one file per Spark
 task. Engine "delta-spark" does the same through ``format("delta")`` where the jars exist.
+Erasure (``erase_rows``, ``purge_history``) removes rows by key without writing the key to
+the log, then deletes every older version, data files and log entries alike.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from contextlib import suppress
 from dataclasses import asdict, dataclass
@@ -30,7 +33,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import (AddAction, CommitProperties, PostCommitHookProperties,
-                                   Transaction, create_table_with_add_actions)
+                                   RemoveAction, Transaction, create_table_with_add_actions)
 from pyspark.sql import DataFrame
 from pyspark.sql.datasource import (DataSource, DataSourceArrowWriter, DataSourceReader,
                                     InputPartition, WriterCommitMessage)
@@ -41,6 +44,7 @@ SOURCE_NAME = "fairshelf_delta"
 MODES = ("overwrite_partition", "overwrite", "append")
 ENGINES = ("delta-rs", "delta-spark")
 LAYERS = ("silver", "gold", "quarantine")
+READ_TASK_BYTES = 64 * 1024 * 1024
 STRING_STATS_CHARS = 32  # as Delta Lake: longer strings get a prefix as min and no max
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
@@ -208,6 +212,197 @@ def list_tables(lakehouse: str) -> list[TableInfo]:
     return found
 
 
+# --- erasure: rows removed by key, then every older version purged -------------------------
+# DESIGN.md, "Privacy rules: Erasure". Normal operation never deletes history: tables keep
+# Delta's defaults (deleted files kept 7 days, log entries 30 days) so time travel and
+# rollback work. An erasure overrides both for the tables it touches: see purge_history.
+
+@dataclass(frozen=True)
+class ErasedRows:
+    """What ``erase_rows`` removed from one table."""
+
+    version: int | None  # the commit that removed the rows; None when no row matched
+    rows_by_key: dict[str, int]  # key -> rows removed (keys without rows left out)
+    files_rewritten: int  # files replaced by a copy without those rows
+    files_removed: int  # files that held only those rows (removed, no copy)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_key.values())
+
+
+@dataclass(frozen=True)
+class PurgedHistory:
+    """What ``purge_history`` deleted from one table."""
+
+    version: int  # the table's only readable version afterwards (its checkpoint)
+    data_files_deleted: int
+    log_files_deleted: int
+
+
+def table_columns(uri: str) -> list[str]:
+    """The column names of the table's current schema, partition columns included."""
+    return [f.name for f in _open_table(_normalize_uri(uri)).schema().fields]
+
+
+def key_rows(uri: str, keys: Sequence[str], column: str = "user_key") -> dict[str, int]:
+    """Rows per key of ``keys`` in ``column`` at the current version (only that column read)."""
+    uri = _normalize_uri(uri)
+    table = _open_table(uri)
+    wanted = _key_array(keys)
+    counts: dict[str, int] = {}
+    for _, _, hits in _files_with_keys(table, uri, column, wanted):
+        for key, n in hits.items():
+            counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+def erase_rows(uri: str, keys: Sequence[str], *, commit: CommitInfo, column: str = "user_key",
+               stats_exclude: Sequence[str] = ("user_key",)) -> ErasedRows:
+    """Remove every row whose ``column`` is one of ``keys`` from the table, in one commit.
+
+    Each data file holding such rows is replaced by a copy without them, written here with
+    pyarrow (statistics leave out ``stats_exclude``, as ``write_table`` does); a file holding
+    nothing else is removed. The commit holds only those remove and add actions and
+    ``commit``'s metadata: unlike ``DeltaTable.delete``, which records its predicate, it
+    writes no key to the transaction log. Older versions still hold the rows until
+    ``purge_history``. Nothing is committed when no row matches.
+    """
+    uri = _normalize_uri(uri)
+    table = _open_table(uri)
+    _check_readable(table, uri)
+    if column not in {f.name for f in table.schema().fields}:
+        raise TableError(f"{_table_name(uri)} has no column {column!r} to erase keys from")
+    wanted = _key_array(keys)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    partition_by = list(table.metadata().partition_columns)
+    actions: list[AddAction | RemoveAction] = []
+    written: list[str] = []
+    counts: dict[str, int] = {}
+    rewritten = removed = 0
+    now_ms = int(time.time() * 1000)
+    try:
+        for entry, path, hits in _files_with_keys(table, uri, column, wanted):
+            for key, n in hits.items():
+                counts[key] = counts.get(key, 0) + n
+            values = {c: _partition_text(entry[f"partition.{c}"]) for c in partition_by}
+            actions.append(RemoveAction(path, True, now_ms, entry["size_bytes"], values))
+            data = pq.read_table(f"{root}/{path}", filesystem=fs)
+            kept = data.filter(pc.invert(_is_key(data.column(column), wanted)))
+            if kept.num_rows == 0:
+                removed += 1
+                continue
+            directory = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+            new_path = f"{directory}part-erasure-{uuid.uuid4().hex}.parquet"
+            written.append(new_path)
+            actions.append(_write_data_file(fs, root, new_path, kept, values, stats_exclude))
+            rewritten += 1
+        if not actions:
+            return ErasedRows(None, {}, 0, 0)
+        table.create_write_transaction(
+            actions, "append", table.schema(), partition_by,
+            commit_properties=CommitProperties(custom_metadata=asdict(commit)),
+            post_commithook_properties=PostCommitHookProperties())
+    except BaseException:
+        for new_path in written:
+            with suppress(Exception):
+                fs.delete_file(f"{root}/{new_path}")
+        raise
+    return ErasedRows(table_version(uri), counts, rewritten, removed)
+
+
+def purge_history(uri: str, *, commit: CommitInfo) -> PurgedHistory:
+    """Make the current version the table's only one: what an erasure needs.
+
+    1. Vacuum with retention 0 (``enforce_retention_duration=False``) and ``full=True``:
+       every data file the current version does not reference is deleted, the files older
+       versions used and orphans of failed jobs alike.
+    2. Checkpoint the current version, then delete every log entry (commit, checkpoint)
+       before it. The checkpoint holds the current files' add actions (their statistics
+       never hold user keys), tombstones (paths), the schema, configuration and the app
+       transactions (so reruns stay idempotent); no commit predicates.
+    Opening an older version then fails (``TableError``) instead of reading erased rows.
+    Needs exclusive access to the table: a concurrent write's uncommitted files would be
+    deleted, and a reader of an older version loses it.
+    """
+    uri = _normalize_uri(uri)
+    table = _open_table(uri)
+    deleted = table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False,
+                           full=True,
+                           commit_properties=CommitProperties(custom_metadata=asdict(commit)),
+                           post_commithook_properties=PostCommitHookProperties(
+                               create_checkpoint=False))
+    table = _open_table(uri)
+    table.create_checkpoint()
+    version = table.version()
+    fs, root = pafs.FileSystem.from_uri(uri)
+    log_deleted = 0
+    for entry in fs.get_file_info(pafs.FileSelector(f"{root}/_delta_log")):
+        number = entry.base_name.split(".", 1)[0]
+        if entry.type == pafs.FileType.File and number.isdigit() and int(number) < version:
+            fs.delete_file(entry.path)
+            log_deleted += 1
+    return PurgedHistory(version, len(deleted), log_deleted)
+
+
+def log_files_mentioning(uri: str, needles: Sequence[str]) -> list[str]:
+    """The files under the table's ``_delta_log`` holding any of ``needles`` (checkpoints
+    decoded, every other file read as bytes); empty when the log holds none of them."""
+    uri = _normalize_uri(uri)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    encoded = [n.encode() for n in needles]
+    found = []
+    selector = pafs.FileSelector(f"{root}/_delta_log", recursive=True, allow_not_found=True)
+    for entry in fs.get_file_info(selector):
+        if entry.type != pafs.FileType.File:
+            continue
+        with fs.open_input_file(entry.path) as source:
+            content = source.read()
+        if entry.base_name.endswith(".parquet"):
+            content = repr(pq.read_table(pa.BufferReader(content)).to_pylist()).encode()
+        if any(n in content for n in encoded):
+            found.append(entry.path[len(root) + 1:])
+    return sorted(found)
+
+
+def _key_array(keys: Sequence[str]) -> pa.Array:
+    if isinstance(keys, str):
+        raise TableError("keys must be a list of keys, not one string")
+    return pa.array(sorted(set(keys)), pa.string())
+
+
+def _is_key(column: pa.ChunkedArray, wanted: pa.Array) -> pa.ChunkedArray:
+    return pc.fill_null(pc.is_in(column.cast(pa.string()), value_set=wanted), False)
+
+
+def _files_with_keys(table: DeltaTable, uri: str, column: str, wanted: pa.Array):
+    """(add action row, path on disk, rows per key) of each current file holding a key."""
+    if len(wanted) == 0:
+        return
+    fs, root = pafs.FileSystem.from_uri(uri)
+    for entry in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        path = unquote(entry["path"])
+        values = pq.read_table(f"{root}/{path}", columns=[column], filesystem=fs).column(column)
+        hit = _is_key(values, wanted)
+        if pc.any(hit).as_py():
+            counts = pc.value_counts(values.filter(hit)).to_pylist()
+            yield entry, path, {c["values"]: c["counts"] for c in counts}
+
+
+def _write_data_file(fs, root: str, path: str, data: pa.Table, values: dict[str, str | None],
+                     stats_exclude: Sequence[str]) -> AddAction:
+    """Write ``data`` as the Parquet file ``path`` of the table; its add action."""
+    full_path = f"{root}/{path}"
+    pq.write_table(data, full_path, filesystem=fs)
+    stats: dict[str, dict[str, Any]] = {}
+    columns = [n for n in data.schema.names if n not in set(stats_exclude)]
+    for batch in data.to_batches():
+        _update_stats(stats, batch, columns)
+    info = fs.get_file_info(full_path)
+    return AddAction(path, info.size, values, info.mtime_ns // 1_000_000, True,
+                     _stats_json(data.num_rows, stats))
+
+
 # --- checks made on the driver before any file is written ---------------------------------
 
 def _check_write(df, uri, commit, mode, partition_by, allowed_columns, engine,
@@ -334,21 +529,39 @@ class _DeltaFileReader(DataSourceReader):
         _check_readable(table, self.uri)
         columns = list(table.metadata().partition_columns)
         actions = pa.table(table.get_add_actions(flatten=True))
-        rows = actions.select(["path"] + [f"partition.{c}" for c in columns]).to_pylist()
+        rows = actions.select(["path", "size_bytes"] + [f"partition.{c}" for c in columns]).to_pylist()
         if self.run_dates is not None:
             rows = [r for r in rows if str(r.get("partition.run_date")) in self.run_dates]
-        return [InputPartition((unquote(row["path"]), {c: row[f"partition.{c}"] for c in columns}))
-                for row in rows]
+        files = [(unquote(r["path"]), {c: r[f"partition.{c}"] for c in columns}, r["size_bytes"])
+                 for r in rows]
+        return [InputPartition(group) for group in _pack_files(files)]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
         if partition.value is None:
             return
-        path, values = partition.value  # relative to the table root, as on disk
         schema = _arrow_schema(self.schema)
         fs, root = pafs.FileSystem.from_uri(self.uri)
-        with fs.open_input_file(f"{root}/{path}") as source:
-            for batch in pq.ParquetFile(source).iter_batches():
-                yield _conform(batch, schema, constants=values)
+        for path, values in partition.value:  # paths relative to the table root
+            with fs.open_input_file(f"{root}/{path}") as source:
+                for batch in pq.ParquetFile(source).iter_batches():
+                    yield _conform(batch, schema, constants=values)
+
+
+def _pack_files(files: list[tuple[str, dict, int]]) -> list[list[tuple[str, dict]]]:
+    """Group data files into read tasks: about ``READ_TASK_BYTES`` each, and at least as
+    many tasks as cores when there are enough files. Many small files (one per day
+    partition) otherwise cost one Spark task each."""
+    if not files:
+        return []
+    total = sum(size for _, _, size in files)
+    tasks = max(min(len(files), os.cpu_count() or 1), math.ceil(total / READ_TASK_BYTES))
+    groups: list[list[tuple[str, dict]]] = [[] for _ in range(min(tasks, len(files)))]
+    loads = [0] * len(groups)
+    for path, values, size in sorted(files, key=lambda f: -f[2]):
+        lightest = loads.index(min(loads))  # largest first onto the lightest task
+        groups[lightest].append((path, values))
+        loads[lightest] += size
+    return groups
 
 
 # --- executor side: Parquet files and their statistics ------------------------------------

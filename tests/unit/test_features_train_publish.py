@@ -10,7 +10,7 @@ import pytest
 
 from jobs.config import ModelSettings
 from jobs.features import build_interactions, filter_consenting_users, filter_history_window
-from jobs.publish import build_default_shelves, filter_top_candidates, with_because, item_factor_frame
+from jobs.publish import best_because, build_default_shelves, filter_top_candidates, unit_rows, with_because
 from jobs.train import InteractionMatrix, candidates_table, fit_model, recommend_batched
 
 D = date(2026, 11, 25)
@@ -116,21 +116,42 @@ def test_shelf_takes_the_best_scores(spark):
 
 @pytest.mark.spark
 def test_because_names_the_most_similar_watched_title(spark):
-    factors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    items = item_factor_frame(spark, factors, np.array(["pick1", "seen1", "pick2", "seen2"]))
-    shelves = spark.createDataFrame([("u", "pick1", 1), ("u", "pick2", 2)], "user_key string, content_id string, rank int")
-    history = spark.createDataFrame([("u", "seen1", 1.0), ("u", "seen2", 1.0)], "user_key string, content_id string, confidence double")
-    got = {r["content_id"]: r["because_content_id"] for r in with_because(shelves, history, items).collect()}
-    assert got == {"pick1": "seen1", "pick2": "seen2"}
+    factors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.7, 0.7]])
+    ids = np.array(["pick1", "seen1", "pick2", "seen2", "heavy"])
+    shelves = spark.createDataFrame(
+        [("u", "pick1", 1), ("u", "pick2", 2), ("new", "pick1", 1)], "user_key string, content_id string, rank int"
+    )
+    history = spark.createDataFrame(
+        [("u", "seen1", 1.0), ("u", "seen2", 1.0), ("v", "heavy", 9.0)],
+        "user_key string, content_id string, confidence double",
+    )
+    got = {(r["user_key"], r["content_id"]): r["because_content_id"] for r in with_because(shelves, history, factors, ids).collect()}
+    # each pick explained by the user's own most similar title; no history, no reason
+    assert got == {("u", "pick1"): "seen1", ("u", "pick2"): "seen2", ("new", "pick1"): None}
+
+
+def test_because_weighs_similarity_by_how_much_the_user_watched():
+    unit = unit_rows(np.array([[1.0, 0.0], [1.0, 0.2], [0.6, 0.8]]))
+    # seen row 1 is the more similar, but the user watched row 2 four times as much
+    assert best_because([0], [1, 2], [1.0, 1.0], unit) == [1]
+    assert best_because([0], [1, 2], [1.0, 4.0], unit) == [2]
 
 
 @pytest.mark.spark
 def test_default_shelf_lists_only_titles_with_k_viewers(spark):
     k = 3
+    today, month_ago = "2026-11-25", "2026-10-26"
     events = spark.createDataFrame(
-        [(f"u{i}", "hit") for i in range(5)] + [("u0", "niche"), ("u1", "niche")] + [("u0", "hit")],
-        "user_key string, content_id string",
+        [(f"u{i}", "hit", today) for i in range(5)]
+        + [(f"u{i}", "old_hit", month_ago) for i in range(6)]
+        + [("u0", "niche", today), ("u1", "niche", today), ("u0", "hit", month_ago)],
+        "user_key string, content_id string, event_date string",
     )
-    users = spark.createDataFrame([(f"u{i}", "R1") for i in range(5)], "user_key string, region string")
-    shelves = build_default_shelves(events, users, size=10, k=k).collect()
-    assert {(r["region"], r["content_id"], r["score"]) for r in shelves} == {("R1", "hit", 5.0), ("ALL", "hit", 5.0)}
+    users = spark.createDataFrame([(f"u{i}", "R1") for i in range(6)], "user_key string, region string")
+    shelves = build_default_shelves(events, users, D, half_life_days=30.0, size=10, k=k).collect()
+    got = {(r["region"], r["rank"], r["content_id"]): r["score"] for r in shelves}
+    # 5 viewers today outrank 6 viewers a half-life ago (6 x 0.5 = 3); niche (2 < k) is out
+    assert got == {
+        ("R1", 1, "hit"): 5.0, ("R1", 2, "old_hit"): 3.0,
+        ("ALL", 1, "hit"): 5.0, ("ALL", 2, "old_hit"): 3.0,
+    }

@@ -1,0 +1,15 @@
+"""The nightly run's stages and their order, without importing any of them.
+
+The Airflow DAG reads this when its file is parsed, where importing Spark or the
+stages would be too heavy; ``jobs.pipeline`` maps each name to its entry point.
+"""
+
+# Stage -> the stages it needs first (the DAG's edges); listed in run order.
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "ingest": (),
+    "privacy": (),
+    "features": ("ingest", "privacy"),
+    "train": ("features",),
+    "publish": ("train",),
+}
+ORDER: tuple[str, ...] = tuple(UPSTREAM)
