@@ -37,7 +37,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jobs.synthetic import SyntheticSpecError
     from jobs.tables import TableError
 
-    return (ConfigError, StageError, TableError, RunFailed, MovieLensError, SyntheticSpecError)
+    from jobs.evaluate import EVALUATION_ERRORS
+
+    return (ConfigError, StageError, TableError, RunFailed, MovieLensError, SyntheticSpecError,
+            *EVALUATION_ERRORS)
 
 
 @contextmanager
@@ -175,6 +178,33 @@ def import_movielens_command(
             f"{summary.items:,} titles, {len(summary.dates)} days "
             f"({summary.dates[0]} to {summary.dates[-1]}) in {summary.root}"
         )
+
+
+@app.command()
+def evaluate(
+    movielens: Path = typer.Option(..., "--movielens", help="Folder holding MovieLens-100K (u.data, u.item, ...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (DESIGN.md, Interfaces)."),
+    budget: float = typer.Option(120.0, "--budget", help="Seconds of hyperparameter search per protocol."),
+    configured: bool = typer.Option(
+        False, "--configured", help="Evaluate the configured [model] instead of searching for one."
+    ),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Offline evaluation on MovieLens-100K: random 75/25 and temporal protocols, the model
+    chosen on a validation split of the training part, unconstrained and re-ranked lists."""
+    import json
+
+    from jobs.evaluate import evaluate_movielens, results_table
+
+    with _user_errors():
+        settings = load_config(config_file).model if configured else None
+        if as_json:
+            result = evaluate_movielens(movielens, settings=settings, time_budget_s=budget)
+            typer.echo(json.dumps(result, sort_keys=True))
+            return
+        with console.status("choosing the model on a validation split, then evaluating on the test part"):
+            result = evaluate_movielens(movielens, settings=settings, time_budget_s=budget)
+        console.print(results_table(result), markup=False)
 
 
 def _print_tables(config: Config) -> None:

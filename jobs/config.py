@@ -47,11 +47,17 @@ class PrivacySettings:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    algorithm: str = "als"
-    factors: int = 64
+    algorithm: str = "blend"  # als | bpr (implicit) | ease | blend (jobs.models)
+    weighting: str = "none"  # none | bm25 | tfidf confidence weighting
+    factors: int = 16
     regularization: float = 0.05
-    alpha: float = 2.0
+    alpha: float = 5.0
     iterations: int = 15
+    learning_rate: float = 0.01  # bpr
+    ease_regularization: float = 300.0  # ease, blend
+    blend_weight: float = 0.3  # blend: the EASE share of the mixed z-scores
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
     seed: int = 42
     candidates_per_user: int = 200
     recency_half_life_days: float = 30.0
@@ -195,8 +201,12 @@ def _validate(config: Config) -> Config:
     problems = []
     if config.privacy.k_anonymity < 2:
         problems.append("privacy.k_anonymity must be at least 2")
-    if config.model.algorithm not in {"als", "bpr"}:
-        problems.append(f"model.algorithm must be 'als' or 'bpr', not {config.model.algorithm!r}")
+    if config.model.algorithm not in {"als", "bpr", "ease", "blend"}:
+        problems.append(f"model.algorithm must be 'als', 'bpr', 'ease' or 'blend', not {config.model.algorithm!r}")
+    if config.model.weighting not in {"none", "bm25", "tfidf"}:
+        problems.append(f"model.weighting must be 'none', 'bm25' or 'tfidf', not {config.model.weighting!r}")
+    if config.model.ease_regularization <= 0 or not 0 <= config.model.blend_weight <= 1:
+        problems.append("model.ease_regularization must be positive and model.blend_weight within [0, 1]")
     if config.model.factors < 1 or config.model.iterations < 1:
         problems.append("model.factors and model.iterations must be positive")
     if config.shelf.size < 1 or config.model.candidates_per_user < config.shelf.size:

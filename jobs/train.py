@@ -10,7 +10,7 @@ The interactions go to the driver as Arrow (the model is single-node by nature:
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Callable
@@ -20,11 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from scipy.sparse import csr_matrix
-from implicit.cpu.als import AlternatingLeastSquares
-from implicit.cpu.bpr import BayesianPersonalizedRanking
 from threadpoolctl import threadpool_limits
 
 from jobs.config import Config, ModelSettings
+from jobs.models import ModelSpec, make_model, model_arrays, weight_confidence  # imports implicit
 from jobs.schemas import allowed_columns
 from jobs.stage import StageError, StageResult, read_silver, stage_main
 
@@ -57,28 +56,18 @@ class InteractionMatrix:
         return cls(matrix, user_keys, content_ids)
 
 
-def make_model(settings: ModelSettings):
-    """The configured ``implicit`` model, seeded (CPU implementation)."""
-    if settings.algorithm == "als":
-        return AlternatingLeastSquares(
-            factors=settings.factors,
-            regularization=settings.regularization,
-            alpha=settings.alpha,
-            iterations=settings.iterations,
-            random_state=settings.seed,
-        )
-    return BayesianPersonalizedRanking(
-        factors=settings.factors,
-        regularization=settings.regularization,
-        iterations=max(settings.iterations, 50),
-        random_state=settings.seed,
-    )
+def weighted_interactions(data: InteractionMatrix, settings: ModelSettings) -> InteractionMatrix:
+    """The same matrix with the configured confidence weighting (none, bm25, tfidf)
+    applied; models train and score on it."""
+    return replace(data, matrix=weight_confidence(data.matrix, ModelSpec.from_settings(settings)))
 
 
 def fit_model(data: InteractionMatrix, settings: ModelSettings, show_progress: bool = False):
-    """Fit on the user x item matrix. BLAS is held to one thread (every BLAS library
-    loaded, ``implicit``'s included, hence the imports at module level): ``implicit``
-    parallelizes over users itself and a multi-threaded BLAS inside it slows it badly."""
+    """Fit ``jobs.models.make_model(settings)`` (als, bpr, ease, blend) on the user x item
+    matrix, already weighted (``weighted_interactions``). BLAS is held to one thread (every
+    BLAS library loaded, ``implicit``'s included, hence its import at module level, through
+    ``jobs.models``): ``implicit`` parallelizes over users itself and a multi-threaded BLAS
+    inside it slows it badly."""
     with threadpool_limits(limits=1, user_api="blas"):
         model = make_model(settings)
         model.fit(data.matrix, show_progress=show_progress)
@@ -103,7 +92,8 @@ def recommend_batched(
         for start in range(0, total, batch_users):
             users = np.arange(start, min(start + batch_users, total))
             ids, batch_scores = model.recommend(users, matrix[users], N=n, filter_already_liked_items=True)
-            valid = ids >= 0  # fewer than n unseen items -> padded with -1
+            # fewer than n unseen items: EASE pads with id -1, implicit with score -FLT_MAX
+            valid = (ids >= 0) & (batch_scores > -1e38)
             rows.append(np.repeat(users, ids.shape[1]).reshape(ids.shape)[valid])
             cols.append(ids[valid])
             scores.append(batch_scores[valid])
@@ -141,11 +131,7 @@ def candidates_table(
 def save_model(model, data: InteractionMatrix, directory: Path, card: dict) -> None:
     """Factors (npz), index maps (Parquet) and the model card (JSON) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        directory / MODEL_FILE,
-        user_factors=np.asarray(model.user_factors),
-        item_factors=np.asarray(model.item_factors),
-    )
+    np.savez(directory / MODEL_FILE, **model_arrays(model))
     pq.write_table(pa.table({"user_key": data.user_keys, "row": np.arange(len(data.user_keys))}), directory / USERS_FILE)
     pq.write_table(pa.table({"content_id": data.content_ids, "col": np.arange(len(data.content_ids))}), directory / ITEMS_FILE)
     (directory / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
@@ -154,6 +140,11 @@ def save_model(model, data: InteractionMatrix, directory: Path, card: dict) -> N
 def load_item_factors(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     """Item factors and the content id of each row, from a saved model."""
     with np.load(directory / MODEL_FILE) as saved:
+        if "item_factors" not in saved.files:
+            raise StageError(
+                f"{directory / MODEL_FILE} holds no item factors (an EASE model): explanations "
+                "need algorithm 'als', 'bpr' or 'blend'"
+            )
         factors = saved["item_factors"]
     ids = pq.read_table(directory / ITEMS_FILE).column("content_id").to_numpy(zero_copy_only=False)
     return factors, ids.astype(str)
@@ -172,6 +163,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     data = InteractionMatrix.from_arrow(interactions.toArrow())
     if data.matrix.nnz == 0:
         raise StageError(f"silver/interactions has no rows for {day}: run the features stage first")
+    data = weighted_interactions(data, config.model)
 
     model = fit_model(data, config.model)
     version = model_version(config, run_id)
