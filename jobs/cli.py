@@ -217,6 +217,43 @@ def _print_tables(config: Config) -> None:
 
 
 @app.command()
+def runs(
+    config_file: Optional[Path] = ConfigOption,
+    limit: int = typer.Option(20, help="Newest runs shown."),
+) -> None:
+    """List the runs recorded in gold/runs, newest first, with status and model."""
+    from jobs.tables import read_arrow, table_exists
+
+    with _user_errors():
+        config = load_config(config_file)
+        uri = config.table("gold", "runs")
+        if not table_exists(uri):
+            console.print(f"no runs recorded yet in {config.lakehouse}")
+            return
+        rows = sorted(read_arrow(uri).to_pylist(), key=lambda r: r["started_at"], reverse=True)
+        listing = Table("run date", "status", "run id", "finished", "model", "failed stage / message")
+        for row in rows[:limit]:
+            problem = f"{row['failed_stage']}: {row['message']}" if row["failed_stage"] else ""
+            colour = "green" if row["status"] == "succeeded" else "red"
+            listing.add_row(
+                row["run_date"], f"[{colour}]{row['status']}[/]", row["run_id"],
+                row["finished_at"][:19], row["model_version"] or "", problem[:120],
+            )
+        console.print(listing)
+
+
+@app.command()
+def report(run_date: str = DateOption, config_file: Optional[Path] = ConfigOption) -> None:
+    """Print where the run report of a date is."""
+    with _user_errors():
+        config = load_config(config_file)
+        path = Path(config.report_dir(_parse_date(run_date).isoformat())) / "index.html"
+        if not path.is_file():
+            raise ConfigError(f"no report at {path}: run `fairshelf run --date {run_date}` first")
+        console.print(str(path))
+
+
+@app.command()
 def tables(config_file: Optional[Path] = ConfigOption) -> None:
     """List the lakehouse's tables with their current version and row count."""
     with _user_errors():

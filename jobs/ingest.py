@@ -149,7 +149,6 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     """landing viewing events up to ``run_date`` and the catalog -> silver/events,
     silver/content, quarantine/viewing_events."""
     key = config.require_pseudonym_key()
-    day = run_date.isoformat()
     events_table = config.table("silver", "events")
     days = dates_to_ingest(
         landing_event_dates(config),

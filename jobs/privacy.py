@@ -15,7 +15,6 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from jobs import tables
 from jobs.config import Config
 from jobs.schemas import USERS, allowed_columns
 from jobs.stage import StageResult, landing_frame, stage_main

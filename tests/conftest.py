@@ -4,6 +4,7 @@ a test configuration with a pseudonymization key, and the MovieLens-100K locatio
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,33 @@ def config(tmp_path):
 @pytest.fixture(scope="session")
 def config_factory():
     return make_config
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(spark, tmp_path_factory):
+    """One synthetic landing zone (3 days) and one successful nightly run for its last
+    day, shared by the tests that only read what it wrote: (config, summary, outcome)."""
+    from jobs.pipeline import run_pipeline
+    from jobs.synthetic import SyntheticSpec, generate_landing
+
+    config = make_config(tmp_path_factory.mktemp("synthetic") / "lake")
+    spec = SyntheticSpec(users=400, items=150, events_per_day=2500, days=3, end_date=date(2026, 11, 25), seed=7)
+    summary = generate_landing(config.lakehouse, spec)
+    outcome = run_pipeline(spark, config, spec.end_date)
+    return config, summary, outcome
+
+
+@pytest.fixture(scope="session")
+def movielens_run(spark, tmp_path_factory, movielens_dir):
+    """MovieLens-100K imported and run for its last day, 1998-04-22 (whole history):
+    (config, summary, outcome)."""
+    from jobs.movielens import import_movielens
+    from jobs.pipeline import run_pipeline
+
+    config = make_config(tmp_path_factory.mktemp("movielens") / "lake")
+    summary = import_movielens(movielens_dir, config.lakehouse)
+    outcome = run_pipeline(spark, config, date(1998, 4, 22))
+    return config, summary, outcome
 
 
 @pytest.fixture(scope="session")

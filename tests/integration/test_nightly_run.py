@@ -13,11 +13,8 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.pipeline import RunFailed, run_pipeline
-from jobs.synthetic import SyntheticSpec, generate_landing
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
-D = date(2026, 11, 25)
-SPEC = SyntheticSpec(users=400, items=150, events_per_day=2500, days=3, end_date=D, seed=7)
 
 
 def _gold(config, name):
@@ -25,12 +22,9 @@ def _gold(config, name):
 
 
 @pytest.fixture(scope="module")
-def nightly(spark, tmp_path_factory, config_factory):
-    """One landing zone, one successful run for D; shared by the tests of this module."""
-    config = config_factory(tmp_path_factory.mktemp("nightly") / "lake")
-    summary = generate_landing(config.lakehouse, SPEC)
-    outcome = run_pipeline(spark, config, D)
-    return config, summary, outcome
+def nightly(synthetic_run):
+    """(config, landing summary, outcome) of one successful run on synthetic data."""
+    return synthetic_run
 
 
 def test_run_publishes_shelves_for_consenting_users(nightly):
@@ -40,7 +34,7 @@ def test_run_publishes_shelves_for_consenting_users(nightly):
     users = {r["user_key"] for r in recommendations}
     metrics = {s["stage"]: s["metrics"] for s in outcome.summaries}
     assert len(users) == metrics["train"]["trained_users"] > 0
-    assert all(r["run_date"] == D.isoformat() and r["run_id"] == outcome.run_id for r in recommendations)
+    assert all(r["run_date"] == summary.dates[-1] and r["run_id"] == outcome.run_id for r in recommendations)
     per_user = {}
     for r in recommendations:
         per_user.setdefault(r["user_key"], []).append(r["rank"])
@@ -69,7 +63,7 @@ def test_counts_add_up_and_run_is_recorded(nightly):
     ingest = next(s for s in outcome.summaries if s["stage"] == "ingest")["metrics"]
     # the first run catches up on every landing day of its history window
     landing_rows = sum(1 for f in Path(config.landing("viewing_events")).glob("date=*/*") for _ in f.open())
-    assert ingest["ingested_dates"] == SPEC.days
+    assert ingest["ingested_dates"] == len(summary.dates)
     assert ingest["input_events"] == landing_rows == summary.events
     assert ingest["input_events"] == ingest["accepted_events"] + ingest["quarantined_events"]
     assert ingest["quarantined_events"] > 0
@@ -85,7 +79,7 @@ def test_model_artifacts_are_saved(nightly):
     config, _, outcome = nightly
     model_dir = Path(config.model_dir(outcome.run_id))
     card = json.loads((model_dir / "model_card.json").read_text())
-    assert card["run_date"] == D.isoformat() and card["users"] > 0
+    assert card["run_date"] == outcome.run_date.isoformat() and card["users"] > 0
     assert (model_dir / "model.npz").is_file()
 
 
