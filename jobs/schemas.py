@@ -200,6 +200,20 @@ RUNS = StructType(
     ]
 )
 
+# The record that users were erased (jobs.erasure). It is the one table allowed to keep an
+# erased user's pseudonym, with the time and row counts only (DESIGN.md, Privacy rules).
+ERASURE_LOG = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("requested_at", StringType(), False),
+        StructField("erased_at", StringType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("rows_by_table_json", StringType(), False),  # {"layer/name": rows removed}
+        StructField("model_files_rewritten", LongType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
 # Every table fairshelf writes, by "layer/name": its schema is its allow-list.
 TABLES: dict[str, StructType] = {
     "silver/events": SILVER_EVENTS,
@@ -211,6 +225,7 @@ TABLES: dict[str, StructType] = {
     "gold/recommendations": RECOMMENDATIONS,
     "gold/default_recommendations": DEFAULT_RECOMMENDATIONS,
     "gold/runs": RUNS,
+    "gold/erasure_log": ERASURE_LOG,
 }
 
 
