@@ -75,7 +75,6 @@ from pyspark.sql import functions as F
 
 from jobs import tables
 from jobs.config import Config
-from jobs.privacy import pseudonymize_accounts
 from jobs.runs import utc_now
 from jobs.schemas import ERASURE_LOG, ERASURE_REQUESTS, USER_KEY_COLUMNS, allowed_columns
 from jobs.stage import (LANDING_FORMATS, StageError, StageResult, landing_frame, read_silver,
@@ -169,6 +168,8 @@ def filter_erased_users(df: DataFrame, erased_keys: DataFrame) -> DataFrame:
 def with_request_keys(requests: DataFrame, key: bytes) -> DataFrame:
     """Landing requests -> (request_id, user_key, requested_at, valid). A request is valid
     with a non-empty account id and requested_at; the account id never leaves Spark."""
+    from jobs.privacy import pseudonymize_accounts  # here: ingest and privacy import this module
+
     requested_at = F.trim(F.col("requested_at"))
     valid = (F.coalesce(F.col("account_id"), F.lit("")) != "") & (
         F.coalesce(requested_at, F.lit("")) != ""
