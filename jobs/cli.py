@@ -31,6 +31,7 @@ DateOption = typer.Option(..., "--date", "-d", help="Run date, YYYY-MM-DD.")
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from jobs.erasure import ErasureError
     from jobs.movielens import MovieLensError
     from jobs.pipeline import RunFailed
     from jobs.stage import StageError
@@ -40,7 +41,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jobs.evaluate import EVALUATION_ERRORS
 
     return (ConfigError, StageError, TableError, RunFailed, MovieLensError, SyntheticSpecError,
-            *EVALUATION_ERRORS)
+            ErasureError, *EVALUATION_ERRORS)
 
 
 @contextmanager
@@ -214,6 +215,35 @@ def _print_tables(config: Config) -> None:
     for info in list_tables(config.lakehouse):
         listing.add_row(info.name, str(info.version), f"{info.rows:,}")
     console.print(listing)
+
+
+@app.command()
+def erase(
+    account_id: list[str] = typer.Option(..., "--account-id", help="Account to erase (repeatable)."),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Erase accounts from every table, older table versions and saved models.
+
+    Do not run it while a nightly run writes: erasure vacuums with zero retention.
+    """
+    import json
+
+    from jobs.erasure import erase_accounts
+    from jobs.runs import new_run_id, utc_now
+    from jobs.spark import build_spark
+
+    with _user_errors():
+        config = load_config(config_file)
+        today = utc_now().date()
+        spark = build_spark(config, app_name="fairshelf-erase")
+        try:
+            report = erase_accounts(
+                spark, config, account_id, utc_now().isoformat(),
+                new_run_id(today, prefix="erase"), run_date=today,
+            )
+        finally:
+            spark.stop()
+        console.print_json(json.dumps(report.metrics()))
 
 
 @app.command()

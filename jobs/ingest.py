@@ -21,6 +21,7 @@ from pyspark.sql.window import Window
 
 from jobs import tables
 from jobs.config import Config
+from jobs.erasure import erased_user_keys, filter_erased_users
 from jobs.privacy import pseudonymize_accounts, with_hour_bucket
 from jobs.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
 from jobs.stage import StageResult, landing_frame, read_landing, stage_main
@@ -168,10 +169,17 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
 
     by_reason = {r["reason"]: r["count"] for r in checked.groupBy("reason").count().collect()}
     accepted = by_reason.pop(None, 0)
+    erased = erased_user_keys(spark, config)  # landing may still hold erased users' data
     result = StageResult("ingest", run_date, run_id, config)
     result.write(content, "silver/content")
-    result.write(build_silver_events(checked, key), "silver/events", partitions=days)
-    result.write(build_quarantine(checked, key), "quarantine/viewing_events", partitions=days)
+    result.write(
+        filter_erased_users(build_silver_events(checked, key), erased), "silver/events", partitions=days
+    )
+    result.write(
+        filter_erased_users(build_quarantine(checked, key), erased),
+        "quarantine/viewing_events",
+        partitions=days,
+    )
     result.metrics.update(
         ingested_dates=len(days),
         first_ingested_date=days[0],

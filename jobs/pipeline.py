@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pyspark.sql import SparkSession
 
-from jobs import features, ingest, privacy, publish, report, train
+from jobs import erasure, features, ingest, privacy, publish, report, train
 from jobs.config import Config, ConfigError, load_config
 from jobs.runs import new_run_id, utc_now
 from jobs.schemas import RUNS
@@ -25,6 +25,7 @@ from jobs import tables
 
 # Stage name -> entry point. Each is ``run(spark, config, run_date, run_id)``.
 STAGES: dict[str, Callable[..., StageResult]] = {
+    "erasure": erasure.run,
     "ingest": ingest.run,
     "privacy": privacy.run,
     "features": features.run,

@@ -6,8 +6,9 @@ stages would be too heavy; ``jobs.pipeline`` maps each name to its entry point.
 
 # Stage -> the stages it needs first (the DAG's edges); listed in run order.
 UPSTREAM: dict[str, tuple[str, ...]] = {
-    "ingest": (),
-    "privacy": (),
+    "erasure": (),  # first: requests are carried out before anything is read
+    "ingest": ("erasure",),
+    "privacy": ("erasure",),
     "features": ("ingest", "privacy"),
     "train": ("features",),
     "publish": ("train",),
