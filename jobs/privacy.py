@@ -118,6 +118,56 @@ def enforce_k_anonymity(
     return out.withColumn("suppressed", suppressed)
 
 
+def with_k_sized_suppression_group(
+    df: DataFrame, k: int, quasi_identifiers: tuple[str, ...] = QUASI_IDENTIFIERS
+) -> DataFrame:
+    """Fill the all-``*`` group up to k rows when it holds between 1 and k - 1.
+
+    Suppressed users keep their pseudonym (their consent and events still count), and the
+    generalization is deterministic: anyone holding the landing profiles can recompute who
+    was suppressed, so an all-``*`` group of fewer than k rows would narrow each of them
+    down to fewer than k pseudonyms. Rows move into it from the largest other group: those
+    with the highest ``user_key`` (an HMAC, which such an attacker cannot compute), as many
+    as that group can spare while keeping k; a group that cannot spare enough moves whole.
+    Input: the output of :func:`enforce_k_anonymity`. Moved rows are ``k_generalized``
+    and ``k_filled``; ``suppressed`` still marks the users whose own group was too small.
+    """
+    all_star = F.lit(True)
+    for c in quasi_identifiers:
+        all_star = all_star & F.coalesce(F.col(c) == F.lit(SUPPRESSED), F.lit(False))
+    star_rows = df.where(all_star).agg(F.count(F.lit(1)).alias("_star_rows"))
+    largest = (
+        df.where(~all_star)
+        .groupBy(*quasi_identifiers)
+        .agg(F.count(F.lit(1)).alias("_donor_rows"))
+        .orderBy(F.desc("_donor_rows"), *[F.asc_nulls_first(c) for c in quasi_identifiers])
+        .limit(1)
+    )
+    need = F.lit(k) - F.col("_star_rows")
+    take = F.when(
+        (F.col("_star_rows") > 0) & (need > 0),
+        F.when(F.col("_donor_rows") - F.lit(k) >= need, need).otherwise(F.col("_donor_rows")),
+    ).otherwise(F.lit(0))
+    plan = star_rows.crossJoin(largest).select(
+        F.lit(1).alias("_plan"),
+        take.alias("_take"),
+        *[F.col(c).alias(f"_donor_{c}") for c in quasi_identifiers],
+    )
+    in_donor = F.lit(True)
+    for c in quasi_identifiers:
+        in_donor = in_donor & F.col(c).eqNullSafe(F.col(f"_donor_{c}"))
+    rank = F.row_number().over(Window.partitionBy(*quasi_identifiers).orderBy(F.desc("user_key")))
+    out = (
+        df.withColumn("_plan", F.lit(1))
+        .join(F.broadcast(plan), "_plan", "left")
+        .withColumn("k_filled", F.coalesce(in_donor & (rank <= F.col("_take")), F.lit(False)))
+    )
+    for c in quasi_identifiers:
+        out = out.withColumn(c, F.when(F.col("k_filled"), F.lit(SUPPRESSED)).otherwise(F.col(c)))
+    out = out.withColumn("k_generalized", F.col("k_generalized") | F.col("k_filled"))
+    return out.select(*df.columns, "k_filled")
+
+
 def build_user_features(
     profiles: DataFrame, key: bytes, run_date: date, config: Config
 ) -> DataFrame:
@@ -134,6 +184,7 @@ def build_user_features(
     df = with_region(df, privacy.postcode_region_chars)
     df = with_normalized_gender(df)
     df = enforce_k_anonymity(df, privacy.k_anonymity)
+    df = with_k_sized_suppression_group(df, privacy.k_anonymity)
     return df.withColumn("run_date", F.lit(run_date.isoformat()))
 
 
@@ -146,6 +197,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         F.count(F.lit(1)).alias("users"),
         F.sum(F.col("k_generalized").cast("int")).alias("generalized"),
         F.sum(F.col("suppressed").cast("int")).alias("suppressed"),
+        F.sum(F.col("k_filled").cast("int")).alias("filled"),
         F.sum((~F.col("consent_personalization")).cast("int")).alias("without_consent"),
     ).first()
     result = StageResult("privacy", run_date, run_id, config)
@@ -158,6 +210,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         k=config.privacy.k_anonymity,
         k_generalized_users=counts["generalized"] or 0,
         k_suppressed_users=counts["suppressed"] or 0,
+        k_filled_users=counts["filled"] or 0,
         users_without_consent=counts["without_consent"] or 0,
         key_fingerprint=config.key_fingerprint,
     )
