@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from jobs.config import Config
+from jobs.erasure import erased_user_keys, filter_erased_users
 from jobs.schemas import USERS, allowed_columns
 from jobs.stage import StageResult, landing_frame, stage_main
 
@@ -169,9 +170,17 @@ def with_k_sized_suppression_group(
 
 
 def build_user_features(
-    profiles: DataFrame, key: bytes, run_date: date, config: Config
+    profiles: DataFrame,
+    key: bytes,
+    run_date: date,
+    config: Config,
+    erased_keys: DataFrame | None = None,
 ) -> DataFrame:
-    """Landing profiles -> pseudonymous, generalized, k-anonymous user features."""
+    """Landing profiles -> pseudonymous, generalized, k-anonymous user features.
+
+    Users in ``erased_keys`` (a ``user_key`` column) are dropped before k-anonymity, so
+    the groups published are counted without them.
+    """
     privacy = config.privacy
     consent = F.lower(F.trim(F.col("consent_personalization"))) == "true"
     df = (
@@ -180,6 +189,8 @@ def build_user_features(
         .withColumn("consent_personalization", F.coalesce(consent, F.lit(False)))
     )
     df = pseudonymize_accounts(df, key)
+    if erased_keys is not None:
+        df = filter_erased_users(df, erased_keys)
     df = with_age_band(df, run_date, privacy.age_bands)
     df = with_region(df, privacy.postcode_region_chars)
     df = with_normalized_gender(df)
@@ -192,7 +203,9 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     """landing/users -> silver/user_features (one snapshot per run date)."""
     key = config.require_pseudonym_key()
     profiles = landing_frame(spark, config, "users", USERS)
-    features = build_user_features(profiles, key, run_date, config).cache()
+    features = build_user_features(
+        profiles, key, run_date, config, erased_user_keys(spark, config)
+    ).cache()
     counts = features.agg(
         F.count(F.lit(1)).alias("users"),
         F.sum(F.col("k_generalized").cast("int")).alias("generalized"),
