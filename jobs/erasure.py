@@ -220,8 +220,9 @@ def model_dirs(config: Config) -> list[Path]:
 
 
 def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
-    """Drop ``keys``' rows from a saved model's user factors and user index; returns the
-    keys it held. Item factors and the item index stay as they are.
+    """Drop ``keys``' rows from a saved model's user factors (an EASE model has none: its
+    user index is all it holds per user) and user index; returns the keys it held. Item
+    arrays (factors, EASE weights) and the item index stay as they are.
 
     Each file is replaced atomically (temporary file, then rename), the factors first: a
     rerun after a crash between the two renames finds the factors already without the
@@ -235,11 +236,11 @@ def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
     kept = index.filter(pc.invert(hit)).sort_by("row")
     with np.load(directory / MODEL_FILE) as saved:
         arrays = {name: saved[name] for name in saved.files}
-    factors = arrays["user_factors"]
-    if factors.shape[0] == index.num_rows:
+    factors = arrays.get("user_factors")  # an EASE model has none: only its index is per user
+    if factors is not None and factors.shape[0] == index.num_rows:
         arrays["user_factors"] = factors[kept.column("row").to_numpy()]
         _replace_file(directory / MODEL_FILE, lambda out: np.savez(out, **arrays))
-    elif factors.shape[0] != kept.num_rows:
+    elif factors is not None and factors.shape[0] != kept.num_rows:
         raise ErasureError(
             f"{directory}: {factors.shape[0]} user factor rows for {index.num_rows} users in "
             f"{USERS_FILE}; the model is inconsistent: delete the directory or retrain")
