@@ -62,6 +62,12 @@ class ModelSettings:
     candidates_per_user: int = 200
     recency_half_life_days: float = 30.0
     batch_users: int = 2048
+    # Nightly hyperparameter selection (jobs.train.select_hyperparameters): seconds of search
+    # on a validation split of the run's own interactions; 0 = no search (the configured
+    # model is still validated once, for the model card's metrics).
+    selection_budget_seconds: float = 60.0
+    validation_share: float = 0.25  # of each sampled user's titles held out for validation
+    validation_users: int = 10_000  # at most this many users (seeded sample) get a holdout
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,10 @@ def _validate(config: Config) -> Config:
         problems.append("model.ease_regularization must be positive and model.blend_weight within [0, 1]")
     if config.model.factors < 1 or config.model.iterations < 1:
         problems.append("model.factors and model.iterations must be positive")
+    if config.model.selection_budget_seconds < 0:
+        problems.append("model.selection_budget_seconds must be >= 0 (0 turns the search off)")
+    if not 0 < config.model.validation_share < 1 or config.model.validation_users < 1:
+        problems.append("model.validation_share must be within (0, 1) and model.validation_users >= 1")
     if config.shelf.size < 1 or config.model.candidates_per_user < config.shelf.size:
         problems.append("shelf.size must be >= 1 and <= model.candidates_per_user")
     if config.spark.table_engine not in {"delta-rs", "delta-spark"}:

@@ -189,9 +189,13 @@ def select_model(
     *,
     k: int,
     time_budget_s: float,
+    on_trial: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> tuple[ModelSpec, dict[str, Any]]:
     """The candidate with the best validation nDCG@k among those tried within the budget
-    (the first candidate is always tried; a trial started in time finishes)."""
+    (the first candidate is always tried; a trial started in time finishes).
+
+    ``on_trial(tried, candidates, trial record)`` is called after each trial (progress).
+    The record's ``chosen_metrics`` are the chosen candidate's validation metrics."""
     if not candidates:
         raise EvaluationError("the search space is empty")
     start = time.perf_counter()
@@ -200,6 +204,8 @@ def select_model(
         if trials and time.perf_counter() - start >= time_budget_s:
             break
         trials.append(validate(spec, fit_part, validation, k))
+        if on_trial:
+            on_trial(len(trials), len(candidates), trials[-1].record(k))
     best = max(trials, key=lambda t: (t.metrics[f"ndcg@{k}"], -trials.index(t)))
     record = {
         "criterion": f"validation ndcg@{k}",
@@ -208,6 +214,7 @@ def select_model(
         "tried": len(trials),
         "candidates": len(candidates),
         "chosen": best.spec.parameters(),
+        "chosen_metrics": {name: round(float(value), 4) for name, value in best.metrics.items()},
         "trials": [t.record(k) for t in trials],
     }
     return best.spec, record

@@ -124,6 +124,40 @@ def weight_confidence(user_items: csr_matrix, spec: ModelSpec) -> csr_matrix:
     return result
 
 
+def weighting_state(user_items: csr_matrix, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """What ``weight_rows`` needs besides a user's own row to weigh it as
+    ``weight_confidence`` weighed the whole matrix: for ``bm25`` each title's length norm
+    (an aggregate over all users, like popularity); nothing for ``none`` and ``tfidf``,
+    whose weights depend on the row alone."""
+    if spec.weighting != "bm25":
+        return {}
+    item_sums = np.ravel(np.asarray(csr_matrix(user_items, dtype=np.float32).sum(axis=0), dtype=np.float64))
+    mean = item_sums.mean() if len(item_sums) else 1.0
+    return {"bm25_length_norm": (1.0 - spec.bm25_b) + spec.bm25_b * item_sums / (mean or 1.0)}
+
+
+def weight_rows(
+    indptr: np.ndarray, items: np.ndarray, confidence: np.ndarray, spec: ModelSpec, n_items: int,
+    state: dict[str, np.ndarray],
+) -> np.ndarray:
+    """The weighted confidences of some users' rows, given flat (CSR-like) ``items`` and
+    ``confidence`` of each user between ``indptr[u]`` and ``indptr[u + 1]``: the values
+    ``weight_confidence`` gives those cells of the whole matrix (``state`` from
+    ``weighting_state`` of that matrix). The formulas are ``implicit``'s ``tfidf_weight``
+    and ``bm25_weight`` applied to the item x user matrix, where a user's "document
+    frequency" is the number of titles in their row."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if spec.weighting == "none":
+        return confidence
+    counts = np.diff(np.asarray(indptr))
+    idf = np.repeat(np.log(float(n_items)) - np.log1p(counts.astype(np.float64)), counts)
+    if spec.weighting == "tfidf":
+        return np.sqrt(confidence) * idf
+    norm = state["bm25_length_norm"][np.asarray(items)]
+    k1 = spec.bm25_k1
+    return confidence * (k1 + 1.0) / (k1 * norm + confidence) * idf
+
+
 class EASE:
     """EASE (Steck 2019): closed-form item x item regression with a zero diagonal."""
 

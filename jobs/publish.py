@@ -1,31 +1,66 @@
 """Publish stage: candidates -> the published shelves in ``gold/``.
 
 - ``gold/recommendations``: each consenting user's shelf (top ``shelf.size``), every
-  title with a reason: the user's own past title most similar to it (cosine of the
-  model's item factors, weighted by how much the user watched it).
+  title with a reason. "Because you watched <title>" names the user's own watched title
+  that contributed most to the model's score of the pick (``jobs.explain``: exact EASE
+  contributions, ``implicit``'s ALS ``explain`` for ALS and the ALS part of the blend, a
+  factor-cosine heuristic for BPR), computed on the executors in Arrow batches.
 - ``gold/default_recommendations``: the non-personalized shelf per region (and
   ``ALL``) for users without consent or history. A title enters a region's shelf only
   when at least k distinct users there watched it, so no shelf reveals one person.
 - ``gold/runs``: one row per run, written last: readers take the latest successful run.
+
+How a reader finds a user's shelf (``resolve_shelf`` does exactly this):
+
+1. take the latest run with status ``succeeded`` in ``gold/runs`` and read the other
+   tables at that ``run_id``;
+2. the user's rows of ``gold/recommendations``, by ``rank``, if there are any: only
+   consenting users with viewing history in the window have a personal shelf;
+3. otherwise (no consent, or a cold-start user: consenting but without history in the
+   window, or new since the run) the rows of ``gold/default_recommendations`` for the
+   user's region (the generalized region of ``silver/user_features``; a user whose
+   region was suppressed for k-anonymity belongs to region ``*``);
+4. otherwise (the region has no title with k viewers, or the region is unknown) the rows
+   of region ``ALL``.
+
+The reasons a published title can carry are the constants of ``REASONS``.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from jobs.config import Config
+from jobs.explain import Explainer
 from jobs.schemas import allowed_columns
 from jobs.stage import StageResult, days_up_to, read_silver, stage_main
-from jobs.train import load_item_factors, model_version
+from jobs.train import load_saved_model
 
 ALL_REGIONS = "ALL"
+UNKNOWN_REGION = "*"  # users whose region is null (suppressed for k-anonymity)
+
+# Every reason a published title can carry (the ``reason`` column), by kind:
+REASONS = {
+    # personal shelf: the watched title that contributed most to the pick ("{title}")
+    "because": "Because you watched {title}",
+    # personal shelf: no watched title contributes positively (or it left the catalog)
+    "history": "Picked for your viewing history",
+    # default shelf of the user's region / of everyone (region ALL)
+    "popular_region": "Popular in your region",
+    "popular_all": "Popular on fairshelf",
+    # a title the re-ranker brings onto a shelf for diversity or novelty (issue 7)
+    "new_diverse": "New and diverse pick",
+}
+BECAUSE_PREFIX = REASONS["because"].split("{")[0]
 
 
 def filter_top_candidates(candidates: DataFrame, size: int) -> DataFrame:
@@ -38,56 +73,64 @@ def filter_top_candidates(candidates: DataFrame, size: int) -> DataFrame:
     )
 
 
-def unit_rows(factors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), for cosine similarity."""
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return (factors / np.where(norms == 0, 1, norms)).astype(np.float32)
-
-
-def best_because(
-    picks: list[int], seen: list[int], confidence: list[float], unit: np.ndarray
-) -> list[int]:
-    """For each pick (item row), the seen item row with the highest
-    cos(pick, seen) x confidence: the user's own title that best explains it."""
-    support = (unit[picks] @ unit[seen].T) * np.asarray(confidence, dtype=np.float32)
-    return [seen[j] for j in support.argmax(axis=1)]
-
-
 BECAUSE_SCHEMA = "user_key string, content_id string, because_content_id string"
 
 
-def with_because(
-    shelves: DataFrame, history: DataFrame, factors: np.ndarray, content_ids: np.ndarray
-) -> DataFrame:
-    """Add ``because_content_id``: the watched title that best explains each pick.
+def _flat_rows(lists: pa.ListArray, ids: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indptr, item row of each kept value, positions of the kept values) of a list
+    column of content ids; ids the model does not know are left out."""
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    rows = pc.index_in(pc.list_flatten(lists), value_set=ids)
+    known = pc.is_valid(rows).to_numpy(zero_copy_only=False)
+    owner = np.repeat(np.arange(len(lengths)), lengths)[known]
+    indptr = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(lengths)))].astype(np.int64)
+    return indptr, pc.drop_null(rows).to_numpy().astype(np.int64), np.flatnonzero(known)
 
-    Each user's picks and history are gathered into one row; executors score them
-    in Arrow batches with numpy against the (broadcast) item factors.
+
+def explain_batch(batch: pa.RecordBatch, explainer: Explainer, ids: pa.Array) -> pa.RecordBatch:
+    """One Arrow batch of users (``user_key``, ``picks``, ``seen``, ``weights``) -> one row
+    per pick with the watched title that explains it (null when none does)."""
+    picks, seen = batch.column("picks"), batch.column("seen")
+    pick_ptr, pick_rows, pick_kept = _flat_rows(picks, ids)
+    seen_ptr, seen_rows, seen_kept = _flat_rows(seen, ids)
+    weights = pc.list_flatten(batch.column("weights")).to_numpy(zero_copy_only=False)[seen_kept]
+    because = explainer.because(seen_ptr, seen_rows, weights, pick_ptr, pick_rows)
+    lengths = pc.fill_null(pc.list_value_length(picks), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    reason = np.full(int(lengths.sum()), None, dtype=object)
+    found = because >= 0
+    reason[pick_kept[found]] = ids.take(pa.array(because[found])).to_numpy(zero_copy_only=False)
+    return pa.RecordBatch.from_pydict(
+        {
+            "user_key": pc.take(batch.column("user_key"), pa.array(np.repeat(np.arange(len(lengths)), lengths))),
+            "content_id": pc.list_flatten(picks),
+            "because_content_id": pa.array(reason, pa.string()),
+        }
+    )
+
+
+def with_because(shelves: DataFrame, history: DataFrame, explainer: Explainer, content_ids: np.ndarray) -> DataFrame:
+    """Add ``because_content_id``: the watched title that contributed most to each pick.
+
+    Each user's picks and history are gathered into one row; executors explain them in
+    Arrow batches with numpy (``jobs.explain``), the model's arrays shipped with the
+    function (for EASE only the columns of the titles on some shelf).
     """
-    unit = unit_rows(factors)
-    ids = [str(c) for c in content_ids]
+    ids = pa.array([str(c) for c in content_ids], pa.string())
+    shelf_titles = [r[0] for r in shelves.select("content_id").distinct().collect()]
+    rows = pc.drop_null(pc.index_in(pa.array(shelf_titles, pa.string()), value_set=ids)).to_numpy()
+    explainer = explainer.restricted_to(rows)
 
     def explain(batches):
-        row_of = {content_id: i for i, content_id in enumerate(ids)}
         for batch in batches:
-            users, picked, because = [], [], []
-            for user in batch.to_pylist():
-                picks = [row_of[c] for c in user["picks"] if c in row_of]
-                seen = [(row_of[c], w) for c, w in zip(user["seen"] or [], user["weights"] or []) if c in row_of]
-                if not picks or not seen:
-                    continue
-                rows, weights = zip(*seen)
-                for pick, reason in zip(picks, best_because(picks, list(rows), list(weights), unit)):
-                    users.append(user["user_key"])
-                    picked.append(ids[pick])
-                    because.append(ids[reason])
-            yield pa.RecordBatch.from_pydict(
-                {"user_key": users, "content_id": picked, "because_content_id": because}
-            )
+            yield explain_batch(batch, explainer, ids)
 
     gathered = shelves.groupBy("user_key").agg(F.collect_list("content_id").alias("picks")).join(
         history.groupBy("user_key").agg(
-            F.collect_list("content_id").alias("seen"), F.collect_list("confidence").alias("weights")
+            F.collect_list(F.struct("content_id", "confidence")).alias("_history")
+        ).select(
+            "user_key",
+            F.col("_history.content_id").alias("seen"),
+            F.col("_history.confidence").cast("array<double>").alias("weights"),
         ),
         "user_key",
         "left",
@@ -96,12 +139,12 @@ def with_because(
 
 
 def with_reason(shelves: DataFrame, content: DataFrame) -> DataFrame:
-    """Render ``because_content_id`` as a short reason a person can read."""
+    """Render ``because_content_id`` as a short reason a person can read (``REASONS``)."""
     titles = content.select(F.col("content_id").alias("because_content_id"), F.col("title").alias("_t"))
-    reason = F.when(F.col("_t").isNotNull(), F.concat(F.lit("Because you watched "), F.col("_t")))
+    reason = F.when(F.col("_t").isNotNull(), F.concat(F.lit(BECAUSE_PREFIX), F.col("_t")))
     return (
         shelves.join(F.broadcast(titles), "because_content_id", "left")
-        .withColumn("reason", F.coalesce(reason, F.lit("Picked for your viewing history")))
+        .withColumn("reason", F.coalesce(reason, F.lit(REASONS["history"])))
         .drop("_t", "because_content_id")
     )
 
@@ -115,12 +158,12 @@ def build_default_shelves(
     A title needs at least ``k`` distinct viewers in a region to be listed there, so
     no shelf reveals what one person watched.
     """
-    regions = user_features.select("user_key", F.coalesce("region", F.lit("*")).alias("region"))
+    regions = user_features.select("user_key", F.coalesce("region", F.lit(UNKNOWN_REGION)).alias("region"))
     last_views = events.groupBy("user_key", "content_id").agg(F.max("event_date").alias("_last"))
     weight = F.pow(F.lit(0.5), F.datediff(F.lit(run_date), F.to_date("_last")) / F.lit(half_life_days))
     viewed = (
         last_views.join(regions, "user_key", "left")
-        .withColumn("region", F.coalesce("region", F.lit("*")))
+        .withColumn("region", F.coalesce("region", F.lit(UNKNOWN_REGION)))
         .withColumn("_weight", weight)
     )
     popularity = [F.count(F.lit(1)).alias("viewers"), F.sum("_weight").alias("score")]
@@ -128,9 +171,7 @@ def build_default_shelves(
     overall = viewed.groupBy("content_id").agg(*popularity).withColumn("region", F.lit(ALL_REGIONS))
     popular = per_region.unionByName(overall).where(F.col("viewers") >= k)
     order = Window.partitionBy("region").orderBy(F.desc("score"), "content_id")
-    reason = F.when(F.col("region") == ALL_REGIONS, "Popular on fairshelf").otherwise(
-        "Popular in your region"
-    )
+    reason = F.when(F.col("region") == ALL_REGIONS, REASONS["popular_all"]).otherwise(REASONS["popular_region"])
     return (
         popular.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= size)
@@ -151,11 +192,11 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     history = read_silver(spark, config, "silver/interactions", day)
     window = read_silver(spark, config, "silver/events", days_up_to(run_date, config.shelf.history_days))
 
-    factors, ids = load_item_factors(Path(config.model_dir(run_id)))
+    model = load_saved_model(Path(config.model_dir(run_id)))
     shelves = filter_top_candidates(candidates, config.shelf.size)
-    shelves = with_reason(with_because(shelves, history, factors, ids), content)
+    shelves = with_reason(with_because(shelves, history, model.explainer(), model.content_ids), content)
     shelves = _with_run(shelves, run_id, run_date).withColumn(
-        "model_version", F.lit(model_version(config, run_id))
+        "model_version", F.lit(model.card["model_version"])
     ).withColumn("constraint_flags", F.lit(None).cast("string"))
 
     defaults = _with_run(
@@ -180,14 +221,65 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         F.countDistinct("user_key").alias("users"),
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct("content_id").alias("titles"),
+        F.sum(F.col("reason").startswith(BECAUSE_PREFIX).cast("long")).alias("explained"),
     ).first()
     result.metrics.update(
         shelf_users=summary["users"],
         shelf_rows=summary["rows"],
         shelf_titles=summary["titles"],
+        explained_rows=summary["explained"] or 0,
+        explanation_method=model.card.get("explanations", {}).get("method"),
         default_regions=defaults.select("region").distinct().count(),
     )
     return result
+
+
+# --- readers ----------------------------------------------------------------------------
+
+
+def latest_succeeded_run(runs: pa.Table) -> str | None:
+    """The run id of the last run (by ``finished_at``) that succeeded, if any."""
+    done = runs.filter(pc.equal(runs.column("status"), "succeeded"))
+    if done.num_rows == 0:
+        return None
+    return done.sort_by([("finished_at", "descending")]).column("run_id")[0].as_py()
+
+
+def resolve_shelf(
+    runs: pa.Table, recommendations: pa.Table, defaults: pa.Table, user_key: str, region: str | None
+) -> list[dict[str, Any]]:
+    """A user's shelf as a reader resolves it (module doc): the personal shelf of the
+    latest successful run, else the default shelf of the user's region, else that of
+    ``ALL``. Rows by rank: ``rank``, ``content_id``, ``reason`` and ``shelf``
+    ("personal", the region, or "ALL")."""
+    run_id = latest_succeeded_run(runs)
+    if run_id is None:
+        return []
+
+    def rows(table: pa.Table, column: str, value: str, shelf: str) -> list[dict[str, Any]]:
+        mask = pc.and_(pc.equal(table.column("run_id"), run_id), pc.equal(table.column(column), value))
+        found = table.filter(mask).sort_by("rank").select(["rank", "content_id", "reason"]).to_pylist()
+        return [{**row, "shelf": shelf} for row in found]
+
+    region = UNKNOWN_REGION if region is None else region
+    return (
+        rows(recommendations, "user_key", user_key, "personal")
+        or rows(defaults, "region", region, region)
+        or rows(defaults, "region", ALL_REGIONS, ALL_REGIONS)
+    )
+
+
+def read_shelf(config: Config, user_key: str, region: str | None) -> list[dict[str, Any]]:
+    """``resolve_shelf`` over the published tables, read without Spark."""
+    from jobs.tables import read_arrow
+
+    return resolve_shelf(
+        read_arrow(config.table("gold", "runs")),
+        read_arrow(config.table("gold", "recommendations"), filters=[("user_key", "=", user_key)]),
+        read_arrow(config.table("gold", "default_recommendations")),
+        user_key,
+        region,
+    )
 
 
 def main() -> None:

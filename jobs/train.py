@@ -1,19 +1,37 @@
-"""Train stage: ``silver/interactions`` -> an ``implicit`` model saved under
+"""Train stage: ``silver/interactions`` -> an implicit-feedback model saved under
 ``models/<run id>/`` and the top-N ``silver/candidates`` of every consenting user.
 
 The interactions go to the driver as Arrow (the model is single-node by nature:
 ``implicit`` trains on one CSR matrix), users and titles get stable integer indexes
 (sorted keys, saved beside the factors), and candidates come from batched
 ``recommend`` calls, never one call per user and never the full score matrix.
+
+Model selection, every night (``select_hyperparameters``): a validation split is carved
+from the run's own interactions (``holdout_per_user``: for a seeded sample of at most
+``model.validation_users`` users with two titles or more, ``model.validation_share`` of
+their titles held out at random); the configured model, then the candidates of
+``jobs.evaluate.search_space``, are fitted on the rest and scored by validation nDCG@10
+until ``model.selection_budget_seconds`` are spent (the trial running then finishes); the
+best is fitted on all interactions. Budget 0: no search, the configured model is used and
+validated once. Nothing but the run's interactions is read.
+
+Each run leaves in ``models/<run id>/``: ``model.npz`` (the model's arrays, and the
+weighting's per-title state when it has one), ``user_index.parquet`` and
+``item_index.parquet`` (key <-> row), and the model card as ``model_card.json`` and
+``model_card.md`` (``jobs.model_card``). Progress goes to the ``jobs.train`` logger and,
+for callers of ``train_model``, to a ``progress(phase, done, total)`` callback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import asdict, dataclass, replace
-from datetime import date
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +40,17 @@ from pyspark.sql import SparkSession
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
+from jobs import explain, model_card
 from jobs.config import Config, ModelSettings
-from jobs.models import ModelSpec, make_model, model_arrays, weight_confidence  # imports implicit
+from jobs.evaluate import search_space, select_model
+from jobs.models import (  # imports implicit
+    EASE_MAX_ITEMS,
+    ModelSpec,
+    make_model,
+    model_arrays,
+    weight_confidence,
+    weighting_state,
+)
 from jobs.schemas import allowed_columns
 from jobs.stage import StageError, StageResult, read_silver, stage_main
 
@@ -31,6 +58,12 @@ MODEL_FILE = "model.npz"
 USERS_FILE = "user_index.parquet"
 ITEMS_FILE = "item_index.parquet"
 CARD_FILE = "model_card.json"
+CARD_MARKDOWN_FILE = "model_card.md"
+SELECTION_K = 10  # lists are scored by validation nDCG@10, as in the offline evaluation
+
+log = logging.getLogger(__name__)
+# phase ("selection", "fit", "recommend"), done, total
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -56,13 +89,13 @@ class InteractionMatrix:
         return cls(matrix, user_keys, content_ids)
 
 
-def weighted_interactions(data: InteractionMatrix, settings: ModelSettings) -> InteractionMatrix:
-    """The same matrix with the configured confidence weighting (none, bm25, tfidf)
+def weighted_interactions(data: InteractionMatrix, settings: ModelSettings | ModelSpec) -> InteractionMatrix:
+    """The same matrix with the confidence weighting (none, bm25, tfidf) of ``settings``
     applied; models train and score on it."""
     return replace(data, matrix=weight_confidence(data.matrix, ModelSpec.from_settings(settings)))
 
 
-def fit_model(data: InteractionMatrix, settings: ModelSettings, show_progress: bool = False):
+def fit_model(data: InteractionMatrix, settings: ModelSettings | ModelSpec, show_progress: bool = False):
     """Fit ``jobs.models.make_model(settings)`` (als, bpr, ease, blend) on the user x item
     matrix, already weighted (``weighted_interactions``). BLAS is held to one thread (every
     BLAS library loaded, ``implicit``'s included, hence its import at module level, through
@@ -128,30 +161,222 @@ def candidates_table(
     )
 
 
-def save_model(model, data: InteractionMatrix, directory: Path, card: dict) -> None:
-    """Factors (npz), index maps (Parquet) and the model card (JSON) in ``directory``."""
+# --- model selection on the run's own interactions ----------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """The run's interactions cut in two for model selection."""
+
+    fit_part: csr_matrix  # confidences the candidates are fitted on
+    validation: csr_matrix  # ones at the held-out (user, title) cells
+    info: dict[str, Any]
+
+
+def holdout_per_user(matrix: csr_matrix, share: float, seed: int, max_users: int) -> ValidationSplit:
+    """Per-user random holdout of ``matrix`` (users x titles): a seeded sample of at most
+    ``max_users`` of the users with two titles or more each give ``round(share x n)`` of
+    their n titles (at least one, never all) to validation; every other cell stays in the
+    fit part. Same matrix, share and seed: same split."""
+    if not 0.0 < share < 1.0:
+        raise StageError(f"model.validation_share must be within (0, 1), got {share}")
+    matrix = csr_matrix(matrix, dtype=np.float32)
+    matrix.sort_indices()
+    rng = np.random.default_rng(seed)
+    counts = np.diff(matrix.indptr)
+    eligible = np.flatnonzero(counts >= 2)
+    sampled = np.sort(rng.choice(eligible, max_users, replace=False)) if len(eligible) > max_users else eligible
+    held = np.zeros(matrix.shape[0], dtype=np.int64)
+    held[sampled] = np.clip(np.floor(share * counts[sampled] + 0.5), 1, counts[sampled] - 1)
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((rng.random(matrix.nnz), rows))  # a random order within each row
+    position = np.empty(matrix.nnz, dtype=np.int64)
+    position[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)
+    is_validation = position < held[rows]
+
+    def part(mask: np.ndarray, values: np.ndarray) -> csr_matrix:
+        return csr_matrix((values[mask], (rows[mask], matrix.indices[mask])), shape=matrix.shape, dtype=np.float32)
+
+    fit_part = part(~is_validation, matrix.data)
+    validation = part(is_validation, np.ones(matrix.nnz, dtype=np.float32))
+    info = {
+        "kind": "random per user, from this run's interactions",
+        "share": share,
+        "seed": seed,
+        "users": int(len(sampled)),
+        "fit_interactions": int(fit_part.nnz),
+        "validation_interactions": int(validation.nnz),
+    }
+    return ValidationSplit(fit_part, validation, info)
+
+
+def selection_candidates(settings: ModelSettings | ModelSpec, n_items: int) -> list[ModelSpec]:
+    """The configured model, then ``jobs.evaluate.search_space`` (seeded like it) without
+    it; EASE and the blend only where the catalog fits EASE (``EASE_MAX_ITEMS``)."""
+    configured = ModelSpec.from_settings(settings)
+    fits = [configured, *(s for s in search_space(configured.seed) if s != configured)]
+    if n_items > EASE_MAX_ITEMS:
+        fits = [s for s in fits if s.algorithm not in ("ease", "blend")] or [replace(configured, algorithm="als")]
+    return fits
+
+
+def select_hyperparameters(
+    data: InteractionMatrix, settings: ModelSettings, progress: Progress | None = None
+) -> tuple[ModelSpec, dict[str, Any]]:
+    """The model to fit on all of ``data``, chosen on a validation split of ``data`` alone
+    within ``settings.selection_budget_seconds`` (module doc), and the search's record:
+    trials (parameters, validation nDCG and precision, fit seconds), the chosen parameters
+    and their validation metrics, the split."""
+    budget = float(settings.selection_budget_seconds)
+    configured = ModelSpec.from_settings(settings)
+    split = holdout_per_user(data.matrix, settings.validation_share, settings.seed, settings.validation_users)
+    if split.validation.nnz == 0:
+        return configured, {
+            "criterion": "none: no user has two titles, nothing could be held out",
+            "time_budget_s": budget, "seconds": 0.0, "tried": 0, "candidates": 0,
+            "chosen": configured.parameters(), "chosen_metrics": None, "trials": [],
+            "validation_split": split.info,
+        }
+    candidates = selection_candidates(settings, data.matrix.shape[1]) if budget > 0 else [configured]
+
+    def on_trial(done: int, total: int, trial: dict[str, Any]) -> None:
+        log.info("selection trial %d/%d: %s", done, total, json.dumps(trial, sort_keys=True))
+        if progress:
+            progress("selection", done, total)
+
+    spec, record = select_model(
+        split.fit_part, split.validation, candidates, k=SELECTION_K, time_budget_s=budget, on_trial=on_trial
+    )
+    record["validation_split"] = split.info
+    if budget <= 0:
+        record["criterion"] = "none: search off (budget 0), the configured model validated once"
+    return spec, record
+
+
+@dataclass
+class TrainedModel:
+    """A model fitted on all of a run's interactions, and how it was chosen."""
+
+    model: Any
+    spec: ModelSpec
+    data: InteractionMatrix  # weighted as the model trains and scores
+    selection: dict[str, Any]
+    selection_seconds: float
+    training_seconds: float
+
+
+def train_model(data: InteractionMatrix, settings: ModelSettings, progress: Progress | None = None) -> TrainedModel:
+    """Choose the model on a validation split of ``data`` and fit it on all of ``data``
+    (raw confidences; the chosen weighting is applied here). Seeded: the same data and
+    settings give the same model (the search stops at a time budget, so a slower machine
+    may try fewer candidates)."""
+    start = time.perf_counter()
+    spec, selection = select_hyperparameters(data, settings, progress)
+    selection_seconds = time.perf_counter() - start
+    log.info("chose %s in %.1f s", json.dumps(spec.parameters(), sort_keys=True), selection_seconds)
+    weighted = weighted_interactions(data, spec)
+    if progress:
+        progress("fit", 0, 1)
+    start = time.perf_counter()
+    model = fit_model(weighted, spec)
+    training_seconds = time.perf_counter() - start
+    if progress:
+        progress("fit", 1, 1)
+    log.info("fitted %s on %d interactions in %.1f s", spec.algorithm, data.matrix.nnz, training_seconds)
+    return TrainedModel(model, spec, weighted, selection, selection_seconds, training_seconds)
+
+
+# --- artifacts --------------------------------------------------------------------------
+
+
+def save_model(
+    model, data: InteractionMatrix, directory: Path, card: dict, extra_arrays: dict[str, np.ndarray] | None = None
+) -> None:
+    """Model arrays (npz, with ``extra_arrays`` such as the weighting state), index maps
+    (Parquet) and the model card (JSON and Markdown) in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    np.savez(directory / MODEL_FILE, **model_arrays(model))
+    np.savez(directory / MODEL_FILE, **model_arrays(model), **(extra_arrays or {}))
     pq.write_table(pa.table({"user_key": data.user_keys, "row": np.arange(len(data.user_keys))}), directory / USERS_FILE)
     pq.write_table(pa.table({"content_id": data.content_ids, "col": np.arange(len(data.content_ids))}), directory / ITEMS_FILE)
-    (directory / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+    model_card.write_model_card(card, directory / CARD_FILE, directory / CARD_MARKDOWN_FILE)
 
 
-def load_item_factors(directory: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Item factors and the content id of each row, from a saved model."""
+@dataclass(frozen=True)
+class SavedModel:
+    """What ``save_model`` left in a model directory (user factors not loaded)."""
+
+    card: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    content_ids: np.ndarray  # row j of the item arrays is content_ids[j]
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(**self.card["model"]["spec"])
+
+    def explainer(self) -> explain.Explainer:
+        return explain.Explainer.from_model_arrays(self.spec, self.arrays, len(self.content_ids))
+
+
+def load_saved_model(directory: Path) -> SavedModel:
+    """The card, the item-side arrays and the item index of a saved model."""
+    card_path = directory / CARD_FILE
+    if not card_path.is_file():
+        raise StageError(f"{card_path} does not exist: run the train stage of this run first")
+    card = json.loads(card_path.read_text())
     with np.load(directory / MODEL_FILE) as saved:
-        if "item_factors" not in saved.files:
-            raise StageError(
-                f"{directory / MODEL_FILE} holds no item factors (an EASE model): explanations "
-                "need algorithm 'als', 'bpr' or 'blend'"
-            )
-        factors = saved["item_factors"]
+        arrays = {name: saved[name] for name in saved.files if name != "user_factors"}
     ids = pq.read_table(directory / ITEMS_FILE).column("content_id").to_numpy(zero_copy_only=False)
-    return factors, ids.astype(str)
+    return SavedModel(card, arrays, ids.astype(str))
 
 
-def model_version(config: Config, run_id: str) -> str:
-    return f"{config.model.algorithm}-{run_id}"
+def model_version(algorithm: str, run_id: str) -> str:
+    return f"{algorithm}-{run_id}"
+
+
+def data_window(run_date: date, config: Config) -> dict[str, Any]:
+    """The days of viewing history a run's interactions come from."""
+    first = run_date - timedelta(days=config.shelf.history_days - 1)
+    return {
+        "first_day": first.isoformat(),
+        "last_day": run_date.isoformat(),
+        "days": config.shelf.history_days,
+        "recency_half_life_days": config.model.recency_half_life_days,
+    }
+
+
+def run_model_card(
+    config: Config, run_date: date, run_id: str, data: InteractionMatrix, trained: TrainedModel,
+    candidates: int, recommend_seconds: float,
+) -> dict[str, Any]:
+    """The model card of a run's model (``jobs.model_card``)."""
+    return model_card.build_model_card(
+        model_version=model_version(trained.spec.algorithm, run_id),
+        run_id=run_id,
+        run_date=run_date.isoformat(),
+        spec=trained.spec,
+        configured=dataclasses.asdict(config.model),
+        data_window=data_window(run_date, config),
+        rows={
+            "interactions": int(data.matrix.nnz),
+            "users": len(data.user_keys),
+            "items": len(data.content_ids),
+            "candidates": int(candidates),
+        },
+        selection=trained.selection,
+        seconds={
+            "selection": round(trained.selection_seconds, 2),
+            "training": round(trained.training_seconds, 2),
+            "candidates": round(recommend_seconds, 2),
+        },
+        explanations=explain.describe(trained.spec),
+        code_version=config.code_version,
+        config_hash=config.config_hash,
+    )
+
+
+def _log_progress(phase: str, done: int, total: int) -> None:
+    if phase == "recommend":
+        log.info("candidates: %d/%d users", done, total)
 
 
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
@@ -163,27 +388,20 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     data = InteractionMatrix.from_arrow(interactions.toArrow())
     if data.matrix.nnz == 0:
         raise StageError(f"silver/interactions has no rows for {day}: run the features stage first")
-    data = weighted_interactions(data, config.model)
 
-    model = fit_model(data, config.model)
-    version = model_version(config, run_id)
+    trained = train_model(data, config.model, progress=_log_progress)
+    version = model_version(trained.spec.algorithm, run_id)
+    start = time.perf_counter()
     rows, cols, scores = recommend_batched(
-        model, data.matrix, config.model.candidates_per_user, config.model.batch_users
+        trained.model, trained.data.matrix, config.model.candidates_per_user, config.model.batch_users,
+        progress=lambda done, total: _log_progress("recommend", done, total),
     )
-    card = {
-        "model_version": version,
-        "run_id": run_id,
-        "run_date": day,
-        "algorithm": config.model.algorithm,
-        "parameters": asdict(config.model),
-        "data_window_days": config.shelf.history_days,
-        "users": len(data.user_keys),
-        "items": len(data.content_ids),
-        "interactions": int(data.matrix.nnz),
-        "code_version": config.code_version,
-        "config_hash": config.config_hash,
-    }
-    save_model(model, data, Path(config.model_dir(run_id)), card)
+    recommend_seconds = time.perf_counter() - start
+    card = run_model_card(config, run_date, run_id, data, trained, len(rows), recommend_seconds)
+    save_model(
+        trained.model, data, Path(config.model_dir(run_id)), card,
+        extra_arrays=weighting_state(data.matrix, trained.spec),
+    )
 
     result = StageResult("train", run_date, run_id, config)
     candidates = spark.createDataFrame(
@@ -193,9 +411,14 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     result.metrics.update(
         model_version=version,
         model_dir=config.model_dir(run_id),
+        model=trained.spec.parameters(),
         trained_users=len(data.user_keys),
         trained_items=len(data.content_ids),
         candidates=len(rows),
+        selection_seconds=round(trained.selection_seconds, 2),
+        training_seconds=round(trained.training_seconds, 2),
+        validation_metrics=trained.selection.get("chosen_metrics"),
+        model_selection={k: v for k, v in trained.selection.items() if k != "chosen_metrics"},
     )
     return result
 

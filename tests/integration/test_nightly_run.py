@@ -13,6 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.pipeline import RunFailed, run_pipeline
+from jobs.publish import REASONS, read_shelf
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -81,6 +82,57 @@ def test_model_artifacts_are_saved(nightly):
     card = json.loads((model_dir / "model_card.json").read_text())
     assert card["run_date"] == outcome.run_date.isoformat() and card["users"] > 0
     assert (model_dir / "model.npz").is_file()
+    # the nightly search, within its budget, on a split of this run's interactions
+    train = next(s for s in outcome.summaries if s["stage"] == "train")["metrics"]
+    selection = card["selection"]
+    print("model selection:", {k: selection[k] for k in ("tried", "candidates", "seconds", "chosen")})
+    assert selection["tried"] >= 1 and selection["trials"]
+    assert selection["seconds"] <= config.model.selection_budget_seconds + max(t["fit_seconds"] for t in selection["trials"]) + 30
+    assert selection["validation_split"]["fit_interactions"] + selection["validation_split"]["validation_interactions"] == card["interactions"]
+    assert train["model"] == card["model"]["parameters"] == selection["chosen"]
+    assert train["model_selection"]["trials"] == selection["trials"]
+    assert train["validation_metrics"]["ndcg@10"] > 0
+    assert train["model_version"] == card["model_version"] == f"{card['algorithm']}-{outcome.run_id}"
+    assert card["fairness"]["status"] == "not available yet"
+    markdown = (model_dir / "model_card.md").read_text()
+    assert card["model_version"] in markdown and "not available yet" in markdown
+
+
+def test_reasons_name_titles_the_user_watched(nightly):
+    config, _, outcome = nightly
+    titles = {r["content_id"]: r["title"] for r in DeltaTable(config.table("silver", "content")).to_pyarrow_table().to_pylist()}
+    watched = {}
+    for r in DeltaTable(config.table("silver", "interactions")).to_pyarrow_table().to_pylist():
+        watched.setdefault(r["user_key"], set()).add(titles[r["content_id"]])
+    recommendations = _gold(config, "recommendations")
+    because = [r for r in recommendations if r["reason"].startswith("Because you watched ")]
+    assert because and all(r["reason"].removeprefix("Because you watched ") in watched[r["user_key"]] for r in because)
+    assert set(r["reason"] for r in recommendations) - {r["reason"] for r in because} <= {REASONS["history"]}
+
+
+def test_users_without_consent_or_history_get_the_default_shelf(nightly):
+    config, _, _ = nightly
+    features = DeltaTable(config.table("silver", "user_features")).to_pyarrow_table().to_pylist()
+    trained = set(DeltaTable(config.table("silver", "interactions")).to_pyarrow_table().column("user_key").to_pylist())
+    refused = [r for r in features if not r["consent_personalization"]]
+    cold = [r for r in features if r["consent_personalization"] and r["user_key"] not in trained]
+    warm = [r for r in features if r["user_key"] in trained]
+    assert refused and cold and warm, "the synthetic data must hold each kind of user"
+    defaults = _gold(config, "default_recommendations")
+    regions = {r["region"] for r in defaults}
+    for user in refused + cold:
+        shelf = read_shelf(config, user["user_key"], user["region"])
+        region = "*" if user["region"] is None else user["region"]  # "*": region suppressed
+        expected = region if region in regions else "ALL"
+        assert shelf and {r["shelf"] for r in shelf} == {expected}
+        assert [r["rank"] for r in shelf] == list(range(1, len(shelf) + 1))
+        reason = REASONS["popular_all"] if expected == "ALL" else REASONS["popular_region"]
+        assert {r["reason"] for r in shelf} == {reason}
+    # a region without a default shelf of its own falls back to ALL
+    assert {r["shelf"] for r in read_shelf(config, "nobody", "no-such-region")} == {"ALL"}
+    for user in warm[:20]:
+        shelf = read_shelf(config, user["user_key"], user["region"])
+        assert {r["shelf"] for r in shelf} == {"personal"} and len(shelf) == config.shelf.size
 
 
 def test_missing_landing_partition_fails_with_the_path_and_keeps_shelves(nightly, spark):

@@ -31,6 +31,8 @@ def test_file_then_environment_override_the_defaults(tmp_path):
         ("[model]\nalgorithm = 'svd'\n", "model.algorithm must be"),
         ("[privacy]\nk_anonymity = 1\n", "k_anonymity must be at least 2"),
         ("[shelf]\nsize = 500\n", "shelf.size must be"),
+        ("[model]\nselection_budget_seconds = -1\n", "selection_budget_seconds must be >= 0"),
+        ("[model]\nvalidation_share = 1.0\n", "validation_share must be within"),
         ("[model]\nfactors = 'many'\n", "ModelSettings.factors: cannot use 'many'"),
         ("not toml at all = = =", "not valid TOML"),
     ],

@@ -9,8 +9,10 @@ import pyarrow as pa
 import pytest
 
 from jobs.config import ModelSettings
+from jobs.explain import Explainer
 from jobs.features import build_interactions, filter_consenting_users, filter_history_window
-from jobs.publish import best_because, build_default_shelves, filter_top_candidates, unit_rows, with_because
+from jobs.models import ModelSpec
+from jobs.publish import REASONS, build_default_shelves, filter_top_candidates, with_because, with_reason
 from jobs.train import InteractionMatrix, candidates_table, fit_model, recommend_batched
 
 D = date(2026, 11, 25)
@@ -115,26 +117,43 @@ def test_shelf_takes_the_best_scores(spark):
 
 
 @pytest.mark.spark
-def test_because_names_the_most_similar_watched_title(spark):
-    factors = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.7, 0.7]])
-    ids = np.array(["pick1", "seen1", "pick2", "seen2", "heavy"])
+def test_because_names_the_title_that_contributed_most(spark):
+    # EASE: the contribution of watched j to pick i is confidence_j x B[j, i]
+    ids = np.array(["pick1", "seen1", "pick2", "seen2", "heavy", "gone"])
+    weights = np.zeros((6, 6))
+    weights[1, 0], weights[3, 0] = 0.9, 0.2  # pick1: seen1 0.9 x 1, seen2 0.2 x 1
+    weights[1, 2], weights[3, 2] = 0.3, 0.4  # pick2: seen1 0.3 x 1, seen2 0.4 x 1
+    explainer = Explainer.from_model_arrays(ModelSpec(algorithm="ease"), {"item_weights": weights}, 6)
     shelves = spark.createDataFrame(
-        [("u", "pick1", 1), ("u", "pick2", 2), ("new", "pick1", 1)], "user_key string, content_id string, rank int"
+        [("u", "pick1", 1), ("u", "pick2", 2), ("u", "unknown", 3), ("new", "pick1", 1), ("w", "pick2", 1)],
+        "user_key string, content_id string, rank int",
     )
     history = spark.createDataFrame(
-        [("u", "seen1", 1.0), ("u", "seen2", 1.0), ("v", "heavy", 9.0)],
+        [("u", "seen1", 1.0), ("u", "seen2", 1.0), ("u", "not-in-model", 5.0), ("v", "heavy", 9.0),
+         ("w", "gone", 1.0)],
         "user_key string, content_id string, confidence double",
     )
-    got = {(r["user_key"], r["content_id"]): r["because_content_id"] for r in with_because(shelves, history, factors, ids).collect()}
-    # each pick explained by the user's own most similar title; no history, no reason
-    assert got == {("u", "pick1"): "seen1", ("u", "pick2"): "seen2", ("new", "pick1"): None}
+    got = {
+        (r["user_key"], r["content_id"]): r["because_content_id"]
+        for r in with_because(shelves, history, explainer, ids).collect()
+    }
+    # no history, a title the model does not know, or nothing that contributes: no title
+    assert got == {
+        ("u", "pick1"): "seen1", ("u", "pick2"): "seen2", ("u", "unknown"): None,
+        ("new", "pick1"): None, ("w", "pick2"): None,
+    }
 
 
-def test_because_weighs_similarity_by_how_much_the_user_watched():
-    unit = unit_rows(np.array([[1.0, 0.0], [1.0, 0.2], [0.6, 0.8]]))
-    # seen row 1 is the more similar, but the user watched row 2 four times as much
-    assert best_because([0], [1, 2], [1.0, 1.0], unit) == [1]
-    assert best_because([0], [1, 2], [1.0, 4.0], unit) == [2]
+@pytest.mark.spark
+def test_reasons_come_from_the_vocabulary(spark):
+    shelves = spark.createDataFrame(
+        [("u", "a", "b"), ("u", "c", None), ("u", "d", "left-catalog")],
+        "user_key string, content_id string, because_content_id string",
+    )
+    content = spark.createDataFrame([("b", "Brazil")], "content_id string, title string")
+    got = {r["content_id"]: r["reason"] for r in with_reason(shelves, content).collect()}
+    assert got == {"a": "Because you watched Brazil", "c": REASONS["history"], "d": REASONS["history"]}
+    assert REASONS["because"].format(title="Brazil") == got["a"]
 
 
 @pytest.mark.spark
