@@ -5,6 +5,7 @@ Errors a user can meet print as one clear message (no traceback) and exit non-ze
 
 from __future__ import annotations
 
+import logging
 import secrets
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -27,6 +28,20 @@ console = Console()
 KEY_FILE = ".fairshelf_pseudonym_key"
 
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML configuration file.")
+
+
+@app.callback()
+def main(quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors.")) -> None:
+    """Progress of long steps (model search, training) is logged to the console."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],  # stdout stays clean for --json
+    )
+    for noisy in ("py4j", "pyspark"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 DateOption = typer.Option(..., "--date", "-d", help="Run date, YYYY-MM-DD.")
 
 
