@@ -413,3 +413,15 @@ def test_nightly_stage_erases_each_pending_request_once(spark, erased):
 
     assert (again.metrics["erased"], again.metrics["skipped_requests"]) == (0, 3)
     assert tables.read_arrow(log_uri).num_rows == logged + len(keys)
+
+
+@pytest.mark.spark
+@pytest.mark.integration
+def test_a_rerun_over_landing_data_does_not_bring_the_user_back(spark, erased):
+    """landing/ still holds the erased user's profile and events (it belongs to the
+    source systems); rerunning the night must not ingest them again."""
+    assert erased.account in landing_accounts(erased.config)
+    outcome = run_pipeline(spark, erased.config, D, run_id="run-after-erasure")
+    assert outcome.succeeded
+    assert erased.key not in repr(current_rows(erased.config))
+    assert files_naming(erased.config, erased.key) == []
