@@ -97,3 +97,30 @@ def test_content_is_typed_and_unique(spark):
     assert set(rows) == {"c1", "c2"}
     assert rows["c1"]["primary_genre"] == "Drama" and rows["c1"]["release_year"] == 1999
     assert rows["c2"]["primary_genre"] is None and rows["c2"]["release_year"] is None
+
+
+def test_landing_is_read_alike_from_json_lines_csv_and_parquet(spark, tmp_path):
+    """The format is detected by extension; the explicit schema gives the same rows."""
+    from jobs.stage import read_landing
+    from jobs.synthetic import SyntheticSpec, generate_landing
+
+    frames = {}
+    for fmt in ("jsonl", "csv", "parquet"):
+        spec = SyntheticSpec(users=60, items=30, events_per_day=200, days=1, end_date=D, file_format=fmt)
+        generate_landing(tmp_path / fmt, spec)
+        path = tmp_path / fmt / "landing" / "viewing_events" / f"date={D.isoformat()}"
+        frames[fmt] = read_landing(spark, str(path), VIEWING_EVENTS)
+    rows = {fmt: sorted(tuple(r) for r in df.collect()) for fmt, df in frames.items()}
+    assert len(rows["jsonl"]) == 200
+    assert rows["jsonl"] == rows["csv"] == rows["parquet"]
+
+
+def test_a_missing_or_empty_landing_partition_names_its_path(spark, tmp_path):
+    from jobs.stage import StageError, read_landing
+
+    with pytest.raises(StageError, match="date=2026-11-25 does not exist"):
+        read_landing(spark, str(tmp_path / "date=2026-11-25"), VIEWING_EVENTS)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "part-0.jsonl").write_text("")
+    with pytest.raises(StageError, match="no non-empty data files"):
+        read_landing(spark, str(tmp_path / "empty"), VIEWING_EVENTS)
