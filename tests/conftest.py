@@ -3,6 +3,7 @@ a test configuration with a pseudonymization key, and the MovieLens-100K locatio
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import date
 from pathlib import Path
@@ -10,6 +11,10 @@ from pathlib import Path
 import pytest
 
 from jobs.config import load_config
+
+# py4j logs its connection shutdown from finalizers at interpreter exit, after pytest has
+# closed the captured streams ("--- Logging error ---"); its INFO lines are noise anyway.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "movielens-100k"
 TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
