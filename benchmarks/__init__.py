@@ -1,0 +1,1 @@
+"""fairshelf's performance harness: ``python -m benchmarks.run`` (see benchmarks/README.md)."""
