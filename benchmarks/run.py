@@ -242,7 +242,8 @@ def summary_table(result: dict[str, Any]) -> str:
         header = f"{'events':>10} " + " ".join(f"{p:>11}" for p in phases)
         lines += ["", "peak RSS MB of the process tree while each stage ran", header, "-" * len(header)]
         for point in result["series"]:
-            lines.append(f"{point['events']:>10,} " + " ".join(f"{point['stage_peak_rss_mb'][p]:>11,.0f}" for p in phases))
+            peaks = [point["stage_peak_rss_mb"][p] for p in phases]
+            lines.append(f"{point['events']:>10,} " + " ".join("          -" if v is None else f"{v:>11,.0f}" for v in peaks))
     lines += ["", "ratios (median / median)"]
     for key, value in result["ratios"].items():
         detail = result.get("ratio_details", {}).get(key)

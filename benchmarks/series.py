@@ -243,8 +243,10 @@ def run_series_point(
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "peak_pss_mb": max((r["peak_pss_mb"] for r in runs if r["peak_pss_mb"] is not None), default=None),
         "stage_seconds": {s: round(statistics.median(r["stage_seconds"][s] for r in runs), 2) for s in stages},
+        # null: the stage was too short for any sample to fall in it
         "stage_peak_rss_mb": {
-            phase: max(r["peak_rss_by_phase_mb"].get(phase, 0.0) for r in runs)
+            phase: max((r["peak_rss_by_phase_mb"][phase] for r in runs if phase in r["peak_rss_by_phase_mb"]),
+                       default=None)
             for phase in ("spark_start", *stages)
         },
         "record_run_seconds": round(statistics.median(r["record_run_seconds"] for r in runs), 2),
@@ -298,6 +300,9 @@ def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> Non
         "seconds": round(seconds, 2),
         "spark_start_seconds": round(spark_start, 2),
         "stage_seconds": stage_seconds,
+        # timings a stage reports itself (e.g. train's model selection and fit)
+        "stage_metric_seconds": {stage: {k: v for k, v in m.items() if k.endswith("_seconds")}
+                                 for stage, m in metrics.items() if any(k.endswith("_seconds") for k in m)},
         "record_run_seconds": round(seconds - sum(stage_seconds.values()), 2),
         "status": outcome.status,
         "input_events": metrics["ingest"]["input_events"],
@@ -305,5 +310,6 @@ def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> Non
         "trained_users": metrics["train"]["trained_users"],
         "trained_items": metrics["train"]["trained_items"],
         "candidates": metrics["train"]["candidates"],
+        "model": metrics["train"].get("model"),
         "shelf_rows": metrics["publish"]["shelf_rows"],
     }, indent=2))
