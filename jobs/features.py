@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs.config import Config
 from jobs.schemas import allowed_columns
-from jobs.stage import StageError, StageResult, days_up_to, read_silver, stage_main
+from jobs.stage import StageError, StageResult, days_up_to, stage_main
 
 
 def filter_history_window(events: DataFrame, run_date: date, history_days: int) -> DataFrame:
@@ -69,11 +69,12 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     silver/interactions."""
     day = run_date.isoformat()
     window = days_up_to(run_date, config.shelf.history_days)
+    result = StageResult("features", run_date, run_id, config)
     events = filter_history_window(
-        read_silver(spark, config, "silver/events", window), run_date, config.shelf.history_days
+        result.read(spark, "silver/events", window), run_date, config.shelf.history_days
     )
-    users = read_silver(spark, config, "silver/user_features", [day])
-    content = read_silver(spark, config, "silver/content", [day])
+    users = result.read(spark, "silver/user_features", [day])
+    content = result.read(spark, "silver/content", [day])
     interactions = build_interactions(
         filter_consenting_users(events, users),
         content,
@@ -90,7 +91,6 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
             f"no interactions for {day}: no consenting user has viewing events in the "
             f"{config.shelf.history_days} days up to it (check silver/events and consent)"
         )
-    result = StageResult("features", run_date, run_id, config)
     result.write(interactions, "silver/interactions")
     interactions.unpersist()
     result.metrics.update(interactions=counts["rows"], users=counts["users"], items=counts["items"])

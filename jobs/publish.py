@@ -42,7 +42,7 @@ from pyspark.sql.window import Window
 from jobs.config import Config
 from jobs.explain import Explainer
 from jobs.schemas import allowed_columns
-from jobs.stage import StageResult, days_up_to, read_silver, stage_main
+from jobs.stage import StageResult, days_up_to, stage_main
 from jobs.train import load_saved_model
 
 ALL_REGIONS = "ALL"
@@ -186,11 +186,12 @@ def _with_run(df: DataFrame, run_id: str, run_date: date) -> DataFrame:
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/candidates and friends -> gold/recommendations, gold/default_recommendations."""
     day = [run_date.isoformat()]
-    candidates = read_silver(spark, config, "silver/candidates", day)
-    content = read_silver(spark, config, "silver/content", day)
-    users = read_silver(spark, config, "silver/user_features", day)
-    history = read_silver(spark, config, "silver/interactions", day)
-    window = read_silver(spark, config, "silver/events", days_up_to(run_date, config.shelf.history_days))
+    result = StageResult("publish", run_date, run_id, config)
+    candidates = result.read(spark, "silver/candidates", day)
+    content = result.read(spark, "silver/content", day)
+    users = result.read(spark, "silver/user_features", day)
+    history = result.read(spark, "silver/interactions", day)
+    window = result.read(spark, "silver/events", days_up_to(run_date, config.shelf.history_days))
 
     model = load_saved_model(Path(config.model_dir(run_id)))
     shelves = filter_top_candidates(candidates, config.shelf.size)
@@ -211,7 +212,6 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         run_id,
         run_date,
     )
-    result = StageResult("publish", run_date, run_id, config)
     result.write(shelves.select(*allowed_columns("gold/recommendations")), "gold/recommendations")
     result.write(
         defaults.select(*allowed_columns("gold/default_recommendations")),

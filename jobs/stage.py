@@ -24,6 +24,21 @@ class StageError(RuntimeError):
     """A stage cannot do its work; the message says what is wrong and how to fix it."""
 
 
+class GateFailed(StageError):
+    """A blocking gate (quality, representation, k-anonymity, fairness, diversity) failed:
+    the run stops before publish and the last published shelves stay live.
+
+    ``failures`` are one line each: what was checked, what was observed, what was allowed.
+    """
+
+    def __init__(self, gate: str, failures: Sequence[str]):
+        self.gate = gate
+        self.failures = list(failures)
+        shown = "; ".join(self.failures[:10])
+        more = f" (and {len(self.failures) - 10} more)" if len(self.failures) > 10 else ""
+        super().__init__(f"gate {gate!r} failed: {shown}{more}")
+
+
 @dataclass
 class StageResult:
     """Outputs and metrics of one stage for one run; also the stage's table writer."""
@@ -33,6 +48,7 @@ class StageResult:
     run_id: str
     config: Config
     metrics: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, int] = field(default_factory=dict)  # "layer/name" -> version read
     outputs: dict[str, int] = field(default_factory=dict)  # "layer/name" -> version written
 
     @property
@@ -43,6 +59,22 @@ class StageResult:
             stage=self.stage,
             code_version=self.config.code_version,
             config_hash=self.config.config_hash,
+        )
+
+    def read(
+        self, spark: SparkSession, table: str, run_dates: Sequence[str] | None = None
+    ) -> DataFrame:
+        """``table`` ("layer/name"), or only its ``run_dates`` partitions, at the version
+        current now; that version is pinned for the whole stage and recorded as an input
+        (lineage)."""
+        layer, name = table.split("/")
+        uri = self.config.table(layer, name)
+        version = tables.table_version(uri)
+        if version is None:
+            raise StageError(f"{table} does not exist yet at {uri}: run the stages before {self.stage}")
+        self.inputs[table] = version
+        return tables.read_table(
+            spark, uri, version=version, engine=self.config.spark.table_engine, run_dates=run_dates
         )
 
     def write(
@@ -77,6 +109,7 @@ class StageResult:
             "stage": self.stage,
             "run_id": self.run_id,
             "run_date": self.run_date.isoformat(),
+            "inputs": self.inputs,
             "outputs": self.outputs,
             "metrics": self.metrics,
         }

@@ -52,7 +52,7 @@ from jobs.models import (  # imports implicit
     weighting_state,
 )
 from jobs.schemas import allowed_columns
-from jobs.stage import StageError, StageResult, read_silver, stage_main
+from jobs.stage import StageError, StageResult, stage_main
 
 MODEL_FILE = "model.npz"
 USERS_FILE = "user_index.parquet"
@@ -382,7 +382,8 @@ def _log_progress(phase: str, done: int, total: int) -> None:
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/interactions of ``run_date`` -> models/<run id>/ and silver/candidates."""
     day = run_date.isoformat()
-    interactions = read_silver(spark, config, "silver/interactions", [day]).select(
+    result = StageResult("train", run_date, run_id, config)
+    interactions = result.read(spark, "silver/interactions", [day]).select(
         "user_key", "content_id", "confidence"
     )
     data = InteractionMatrix.from_arrow(interactions.toArrow())
@@ -403,7 +404,6 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         extra_arrays=weighting_state(data.matrix, trained.spec),
     )
 
-    result = StageResult("train", run_date, run_id, config)
     candidates = spark.createDataFrame(
         candidates_table(data, rows, cols, scores, version, run_date)
     ).select(*allowed_columns("silver/candidates"))
