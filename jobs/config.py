@@ -77,6 +77,25 @@ class ShelfSettings:
     history_days: int = 365
 
 
+# Thresholds of the fairness audit (jobs.audit) a run can be held to.
+AUDIT_THRESHOLDS = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share", "max_ndcg_drop")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The fairness audit (jobs/audit.py): what it measures and the thresholds it gates on."""
+
+    k: int = 10  # user side: nDCG@k and recall@k of the first k titles of each shelf
+    min_group_users: int = 30  # groups with fewer holdout users are reported, not compared
+    head_share: float = 0.8  # the head: most-watched titles making up this share of consumption
+    min_group_ndcg_ratio: float = 0.5  # lowest / highest group nDCG@k, per dimension
+    max_exposure_gini: float = 0.95  # Gini of title exposure over the catalog
+    min_long_tail_share: float = 0.1  # share of shelf slots given to titles outside the head
+    max_ndcg_drop: float = 0.10  # relative nDCG@k drop, re-ranked vs unconstrained
+    # thresholds that fail the run (on the re-ranked shelves); the others are reported only
+    blocking: tuple[str, ...] = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share")
+
+
 @dataclass(frozen=True)
 class Config:
     lakehouse: str = "./lakehouse"
@@ -84,6 +103,7 @@ class Config:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     shelf: ShelfSettings = field(default_factory=ShelfSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     # Never printed, never hashed into the config hash, never written anywhere.
     pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
     code_version: str = "unknown"
@@ -169,6 +189,7 @@ _SECTIONS = {
     "privacy": PrivacySettings,
     "model": ModelSettings,
     "shelf": ShelfSettings,
+    "audit": AuditSettings,
 }
 
 
@@ -225,6 +246,17 @@ def _validate(config: Config) -> Config:
         problems.append("spark.table_engine must be 'delta-rs' or 'delta-spark'")
     if list(config.privacy.age_bands) != sorted(config.privacy.age_bands):
         problems.append("privacy.age_bands must be increasing")
+    audit = config.audit
+    if not 1 <= audit.k <= config.shelf.size or audit.min_group_users < 1:
+        problems.append("audit.k must be within 1..shelf.size and audit.min_group_users >= 1")
+    if not 0 < audit.head_share < 1:
+        problems.append("audit.head_share must be within (0, 1)")
+    bounded = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share", "max_ndcg_drop")
+    if any(not 0 <= getattr(audit, name) <= 1 for name in bounded):
+        problems.append(f"audit.{', audit.'.join(bounded)} must be within [0, 1]")
+    if set(audit.blocking) - set(AUDIT_THRESHOLDS):
+        problems.append(f"audit.blocking names unknown thresholds {sorted(set(audit.blocking) - set(AUDIT_THRESHOLDS))}; "
+                        f"known: {list(AUDIT_THRESHOLDS)}")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return config

@@ -156,6 +156,18 @@ CANDIDATES = StructType(
     ]
 )
 
+# The validation users' candidates from the model fitted on the selection split's fit part,
+# and the (user, title) pairs held out from it (jobs.train): the fairness audit's holdout.
+HOLDOUT_CANDIDATES = CANDIDATES
+
+HOLDOUT = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
 RECOMMENDATIONS = StructType(
     [
         StructField("user_key", StringType(), False),
@@ -214,6 +226,23 @@ ERASURE_LOG = StructType(
     ]
 )
 
+# The fairness audit of a run (jobs.audit): one row per metric, group and shelf kind.
+AUDIT = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("side", StringType(), False),  # user | item
+        StructField("metric", StringType(), False),
+        StructField("group_dimension", StringType()),  # age_band, provider_group, ...; null overall
+        StructField("group", StringType()),  # null: overall, or a between-group aggregate
+        StructField("shelves", StringType()),  # unconstrained | reranked; null: a reference share
+        StructField("value", DoubleType()),
+        StructField("threshold", DoubleType()),
+        StructField("passed", BooleanType()),
+        StructField("blocking", BooleanType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
 # Every table fairshelf writes, by "layer/name": its schema is its allow-list.
 TABLES: dict[str, StructType] = {
     "silver/events": SILVER_EVENTS,
@@ -221,11 +250,14 @@ TABLES: dict[str, StructType] = {
     "silver/content": CONTENT,
     "silver/interactions": INTERACTIONS,
     "silver/candidates": CANDIDATES,
+    "silver/holdout_candidates": HOLDOUT_CANDIDATES,
+    "silver/holdout": HOLDOUT,
     "quarantine/viewing_events": QUARANTINE_EVENTS,
     "gold/recommendations": RECOMMENDATIONS,
     "gold/default_recommendations": DEFAULT_RECOMMENDATIONS,
     "gold/runs": RUNS,
     "gold/erasure_log": ERASURE_LOG,
+    "gold/audit": AUDIT,
 }
 
 

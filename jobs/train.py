@@ -15,6 +15,12 @@ until ``model.selection_budget_seconds`` are spent (the trial running then finis
 best is fitted on all interactions. Budget 0: no search, the configured model is used and
 validated once. Nothing but the run's interactions is read.
 
+The holdout, for the fairness audit (``jobs.audit``): the chosen model is fitted once more
+on the split's fit part (selection keeps no fitted model), and its top-N for the validation
+users go to ``silver/holdout_candidates`` (the columns of ``silver/candidates``) and the
+held-out (user, title) pairs to ``silver/holdout``: quality measured on titles the model
+that made those lists never saw.
+
 Each run leaves in ``models/<run id>/``: ``model.npz`` (the model's arrays, and the
 weighting's per-title state when it has one), ``user_index.parquet`` and
 ``item_index.parquet`` (key <-> row), and the model card as ``model_card.json`` and
@@ -42,7 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from jobs import explain, model_card
 from jobs.config import Config, ModelSettings
-from jobs.evaluate import search_space, select_model
+from jobs.evaluate import recommend_lists, search_space, select_model
 from jobs.models import (  # imports implicit
     EASE_MAX_ITEMS,
     ModelSpec,
@@ -220,16 +226,25 @@ def selection_candidates(settings: ModelSettings | ModelSpec, n_items: int) -> l
     return fits
 
 
+def validation_split(data: InteractionMatrix, settings: ModelSettings) -> ValidationSplit:
+    """The run's validation split (``holdout_per_user`` with the model settings)."""
+    return holdout_per_user(data.matrix, settings.validation_share, settings.seed, settings.validation_users)
+
+
 def select_hyperparameters(
-    data: InteractionMatrix, settings: ModelSettings, progress: Progress | None = None
+    data: InteractionMatrix,
+    settings: ModelSettings,
+    progress: Progress | None = None,
+    split: ValidationSplit | None = None,
 ) -> tuple[ModelSpec, dict[str, Any]]:
     """The model to fit on all of ``data``, chosen on a validation split of ``data`` alone
-    within ``settings.selection_budget_seconds`` (module doc), and the search's record:
-    trials (parameters, validation nDCG and precision, fit seconds), the chosen parameters
-    and their validation metrics, the split."""
+    (``split``, by default ``validation_split``) within
+    ``settings.selection_budget_seconds`` (module doc), and the search's record: trials
+    (parameters, validation nDCG and precision, fit seconds), the chosen parameters and
+    their validation metrics, the split."""
     budget = float(settings.selection_budget_seconds)
     configured = ModelSpec.from_settings(settings)
-    split = holdout_per_user(data.matrix, settings.validation_share, settings.seed, settings.validation_users)
+    split = split or validation_split(data, settings)
     if split.validation.nnz == 0:
         return configured, {
             "criterion": "none: no user has two titles, nothing could be held out",
@@ -263,6 +278,7 @@ class TrainedModel:
     selection: dict[str, Any]
     selection_seconds: float
     training_seconds: float
+    split: ValidationSplit | None = None  # the selection's split (the audit's holdout)
 
 
 def train_model(data: InteractionMatrix, settings: ModelSettings, progress: Progress | None = None) -> TrainedModel:
@@ -271,7 +287,8 @@ def train_model(data: InteractionMatrix, settings: ModelSettings, progress: Prog
     settings give the same model (the search stops at a time budget, so a slower machine
     may try fewer candidates)."""
     start = time.perf_counter()
-    spec, selection = select_hyperparameters(data, settings, progress)
+    split = validation_split(data, settings)
+    spec, selection = select_hyperparameters(data, settings, progress, split)
     selection_seconds = time.perf_counter() - start
     log.info("chose %s in %.1f s", json.dumps(spec.parameters(), sort_keys=True), selection_seconds)
     weighted = weighted_interactions(data, spec)
@@ -283,7 +300,38 @@ def train_model(data: InteractionMatrix, settings: ModelSettings, progress: Prog
     if progress:
         progress("fit", 1, 1)
     log.info("fitted %s on %d interactions in %.1f s", spec.algorithm, data.matrix.nnz, training_seconds)
-    return TrainedModel(model, spec, weighted, selection, selection_seconds, training_seconds)
+    return TrainedModel(model, spec, weighted, selection, selection_seconds, training_seconds, split)
+
+
+def holdout_candidates(
+    data: InteractionMatrix, split: ValidationSplit, spec: ModelSpec, n: int, batch_users: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The top-``n`` candidates, for every validation user of ``split``, of a model of
+    ``spec`` fitted on the split's fit part alone (weighted as ``spec`` says), titles of
+    the fit part excluded: flat (user row, item column, score) arrays in rank order, as
+    ``recommend_batched``. One extra fit: model selection keeps no fitted model."""
+    users = np.flatnonzero(np.diff(split.validation.indptr) > 0)
+    if len(users) == 0:
+        empty = np.array([], dtype=np.int64)
+        return empty, empty, np.array([], dtype=np.float64)
+    weighted = weight_confidence(split.fit_part, spec)
+    model = fit_model(replace(data, matrix=weighted), spec)
+    ids, scores = recommend_lists(model, weighted, users, n, batch_users)
+    valid = ids >= 0
+    rows = np.repeat(users, ids.shape[1]).reshape(ids.shape)
+    return rows[valid], ids[valid], scores[valid]
+
+
+def holdout_table(data: InteractionMatrix, split: ValidationSplit, run_date: date) -> pa.Table:
+    """The held-out (user, title) pairs of ``split`` as ``silver/holdout`` rows."""
+    validation = split.validation.tocoo()
+    return pa.table(
+        {
+            "user_key": data.user_keys[validation.row],
+            "content_id": data.content_ids[validation.col],
+            "run_date": np.full(validation.nnz, run_date.isoformat()),
+        }
+    )
 
 
 # --- artifacts --------------------------------------------------------------------------
@@ -398,6 +446,12 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         progress=lambda done, total: _log_progress("recommend", done, total),
     )
     recommend_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    split = trained.split or validation_split(data, config.model)
+    h_rows, h_cols, h_scores = holdout_candidates(
+        data, split, trained.spec, config.model.candidates_per_user, config.model.batch_users
+    )
+    holdout_seconds = time.perf_counter() - start
     card = run_model_card(config, run_date, run_id, data, trained, len(rows), recommend_seconds)
     save_model(
         trained.model, data, Path(config.model_dir(run_id)), card,
@@ -408,6 +462,15 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         candidates_table(data, rows, cols, scores, version, run_date)
     ).select(*allowed_columns("silver/candidates"))
     result.write(candidates, "silver/candidates")
+    holdout_lists = candidates_table(data, h_rows, h_cols, h_scores, f"{version}-holdout", run_date)
+    result.write(
+        spark.createDataFrame(holdout_lists).select(*allowed_columns("silver/holdout_candidates")),
+        "silver/holdout_candidates",
+    )
+    result.write(
+        spark.createDataFrame(holdout_table(data, split, run_date)).select(*allowed_columns("silver/holdout")),
+        "silver/holdout",
+    )
     result.metrics.update(
         model_version=version,
         model_dir=config.model_dir(run_id),
@@ -417,6 +480,9 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         candidates=len(rows),
         selection_seconds=round(trained.selection_seconds, 2),
         training_seconds=round(trained.training_seconds, 2),
+        holdout_users=int(np.count_nonzero(np.diff(split.validation.indptr))),
+        holdout_candidates=len(h_rows),
+        holdout_seconds=round(holdout_seconds, 2),
         validation_metrics=trained.selection.get("chosen_metrics"),
         model_selection={k: v for k, v in trained.selection.items() if k != "chosen_metrics"},
     )
