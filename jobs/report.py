@@ -1,12 +1,21 @@
 """The run report: one self-contained HTML page per run date, for the people
-accountable for the system, at ``reports/<run date>/index.html``."""
+accountable for the system, at ``reports/<run date>/index.html``.
+
+When the run wrote a fairness audit (``gold/audit``, ``jobs.audit``) the page has an
+audit section: the checks against their thresholds, quality by user group and exposure by
+item group before and after re-ranking, and two plots embedded as PNG data URIs (no file
+beside the page)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
@@ -24,6 +33,8 @@ def _table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.4g}"
     if isinstance(value, int):
@@ -33,8 +44,96 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: list[Any]) -> str:
-    """The report page for one run (``run`` is its gold/runs row)."""
+AUDIT_TABLE = ("gold", "audit")
+
+
+def read_audit(config, run: dict[str, Any]):
+    """The run's gold/audit rows as pandas (None when the run wrote none)."""
+    from jobs import tables
+
+    uri = config.table(*AUDIT_TABLE)
+    if not tables.table_exists(uri):
+        return None
+    rows = tables.read_arrow(uri, filters=[("run_date", "=", run["run_date"])]).to_pandas()
+    rows = rows[rows["run_id"] == run["run_id"]]
+    return rows if len(rows) else None
+
+
+def _png(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='plot' src='data:image/png;base64,{encoded}'>"
+
+
+def audit_plots(audit) -> list[str]:
+    """Two figures as <img> tags: user-group nDCG@k before and after re-ranking, per
+    dimension; exposure share (both shelves) against catalog share, per item dimension."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = []
+    user = audit[(audit["side"] == "user") & audit["group"].notna()]
+    ndcg = user[user["metric"].str.fullmatch(r"ndcg@\d+")]
+    if len(ndcg):
+        dims = list(dict.fromkeys(ndcg["group_dimension"]))
+        fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 3.2), squeeze=False)
+        for ax, dim in zip(axes[0], dims):
+            table = ndcg[ndcg["group_dimension"] == dim].pivot(index="group", columns="shelves", values="value")
+            table.plot.bar(ax=ax, rot=45)
+            ax.set_title(f"{ndcg['metric'].iloc[0]} by {dim}")
+            ax.set_xlabel("")
+        images.append(_png(fig))
+        plt.close(fig)
+    item = audit[(audit["side"] == "item") & audit["group"].notna()]
+    shares = item[item["metric"].isin(["exposure_share", "catalog_share"])]
+    if len(shares):
+        label = shares["metric"].where(shares["shelves"].isna(), "exposure " + shares["shelves"].fillna(""))
+        shares = shares.assign(kind=label.str.replace("catalog_share", "catalog"))
+        dims = list(dict.fromkeys(shares["group_dimension"]))
+        fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.2), squeeze=False)
+        for ax, dim in zip(axes[0], dims):
+            table = shares[shares["group_dimension"] == dim].pivot(index="group", columns="kind", values="value")
+            table.plot.bar(ax=ax, rot=45)
+            ax.set_title(f"share by {dim}")
+            ax.set_xlabel("")
+        images.append(_png(fig))
+        plt.close(fig)
+    return images
+
+
+def audit_section(audit) -> str:
+    """The audit part of the page (``audit``: the run's gold/audit rows as pandas)."""
+    checks = audit[audit["threshold"].notna()]
+    parts = ["<h2>Fairness audit</h2>", "<h3>Checks</h3>", _table(
+        ["side", "metric", "dimension", "shelves", "value", "threshold", "passed", "blocking"],
+        checks[["side", "metric", "group_dimension", "shelves", "value", "threshold", "passed", "blocking"]]
+        .astype(object).where(checks.notna(), None).itertuples(index=False),
+    )]
+    parts += audit_plots(audit)
+    for side, title in (("user", "Quality by user group (holdout)"), ("item", "Exposure by item group")):
+        rows = audit[(audit["side"] == side) & audit["group"].notna()]
+        if not len(rows):
+            continue
+        rows = rows.assign(column=rows["metric"] + " " + rows["shelves"].fillna("reference"))
+        wide = rows.pivot_table(index=["group_dimension", "group"], columns="column", values="value", aggfunc="first")
+        parts.append(f"<h3>{escape(title)}</h3>")
+        parts.append(_table(["dimension", "group", *wide.columns],
+                            ([*index, *(None if v != v else float(v) for v in values)]
+                             for index, values in zip(wide.index, wide.to_numpy()))))
+    overall = audit[audit["group"].isna() & audit["threshold"].isna()]
+    parts.append("<h3>Other measures</h3>")
+    parts.append(_table(["side", "metric", "dimension", "shelves", "value"],
+                        overall[["side", "metric", "group_dimension", "shelves", "value"]]
+                        .astype(object).where(overall.notna(), None).itertuples(index=False)))
+    return "\n".join(parts)
+
+
+def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: list[Any], audit=None) -> str:
+    """The report page for one run (``run`` is its gold/runs row; ``audit`` its gold/audit
+    rows as pandas, if any)."""
     status = run["status"]
     parts = [
         f"<h1>fairshelf run {escape(run['run_date'])}</h1>",
@@ -59,6 +158,8 @@ def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: 
         parts.append(_table(["metric", "value"], sorted(summary["metrics"].items())))
         if summary["outputs"]:
             parts.append(_table(["table written", "Delta version"], sorted(summary["outputs"].items())))
+    if audit is not None:
+        parts.append(audit_section(audit))
     parts.append("<h2>Tables in the lakehouse</h2>")
     parts.append(_table(["table", "version", "rows"], [[t.name, t.version, t.rows] for t in tables]))
     body = "\n".join(parts)
@@ -74,5 +175,5 @@ def write_report(config, run: dict[str, Any], summaries: list[dict[str, Any]], t
     directory = Path(config.report_dir(run["run_date"]))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
-    path.write_text(render_report(run, summaries, tables))
+    path.write_text(render_report(run, summaries, tables, read_audit(config, run)))
     return str(path)
