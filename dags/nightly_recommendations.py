@@ -41,9 +41,12 @@ from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
 from jobs.airflow_tasks import RECORD_TASK_ID, STAGE_UPSTREAM, table_asset
 
 # Published tables, by the task that writes them (their Airflow assets).
+# A stage not in the pipeline (yet) has no task, so its entry is simply not used.
 PUBLISHED = {
+    "quality": ("gold/quality_results",),
+    "audit": ("gold/audit",),
     "publish": ("gold/recommendations", "gold/default_recommendations"),
-    RECORD_TASK_ID: ("gold/runs",),
+    RECORD_TASK_ID: ("gold/runs", "gold/lineage"),
 }
 
 

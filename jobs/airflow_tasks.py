@@ -5,7 +5,9 @@
 - the configuration, with the pseudonymization key taken from the Airflow connection
   ``fairshelf_pseudonym_key`` when it exists (``pipeline_config``);
 - the bodies of the stage tasks and of the task that records the run; each stage is
-  ``jobs.pipeline.run_stage`` and the record is ``jobs.pipeline.record_run``.
+  ``jobs.pipeline.run_stage`` and the record is ``jobs.pipeline.record_run``;
+- the body of the example downstream DAG's task (``read_publication_task``), which reads
+  the publication a ``gold/runs`` asset event announced through ``jobs.reader``.
 
 The DAG file imports this module when it is parsed, so nothing heavy is imported at
 its top: pyspark, ``jobs.pipeline`` and Airflow are imported inside the functions that
@@ -266,4 +268,63 @@ def record_run_task(context: Mapping[str, Any]) -> dict[str, Any]:
         "run_date": outcome.run_date.isoformat(),
         "status": outcome.status,
         "report_path": outcome.report_path,
+    }
+
+
+# -- the example downstream DAG -----------------------------------------------------------
+def published_run_of(context: Mapping[str, Any], asset: Any) -> dict[str, Any]:
+    """The run id and day D of the newest asset event of ``asset`` that triggered this
+    DAG run (the extra ``annotate_outlets`` put on it); empty for a manual run."""
+    events = (context.get("triggering_asset_events") or {}).get(asset) or []
+    if not events:
+        return {}
+    newest = max(events, key=lambda event: event.timestamp)
+    extra = dict(newest.extra or {})
+    return {key: extra[key] for key in ("run_id", "run_date") if extra.get(key)}
+
+
+def shelves_summary(shelves: Any) -> dict[str, Any]:
+    """What a downstream consumer checks before it takes a day's shelves: how many users
+    have a shelf, how many rows, the shortest and longest shelf, and the titles by
+    reason kind (``Because you watched ...`` counted as one kind)."""
+    import pyarrow.compute as pc
+
+    if shelves.num_rows == 0:
+        return {"users": 0, "rows": 0, "shortest_shelf": 0, "longest_shelf": 0, "reasons": {}}
+    per_user = shelves.group_by("user_key").aggregate([("rank", "count")]).column("rank_count")
+    reasons = pc.if_else(
+        pc.starts_with(shelves.column("reason"), "Because you watched "),
+        "Because you watched ...",
+        shelves.column("reason"),
+    )
+    kinds = pc.value_counts(reasons)
+    return {
+        "users": len(per_user),
+        "rows": shelves.num_rows,
+        "shortest_shelf": pc.min(per_user).as_py(),
+        "longest_shelf": pc.max(per_user).as_py(),
+        "reasons": {k["values"]: k["counts"] for k in kinds.to_pylist()},
+    }
+
+
+def read_publication_task(context: Mapping[str, Any], runs_asset: Any) -> dict[str, Any]:
+    """Body of the downstream example's task: read, without Spark, the publication the
+    triggering ``gold/runs`` event announced (through ``jobs.reader``) and summarize it.
+
+    A manual run (no triggering event) reads the live publication. Reading the day the
+    event names, not "the latest", keeps a backfill's downstream runs on their own days.
+    """
+    from jobs import reader
+    from jobs.config import load_config
+
+    announced = published_run_of(context, runs_asset)
+    lakehouse = load_config().lakehouse
+    publication = reader.publication_for(lakehouse, announced.get("run_date"))
+    shelves = reader.published_table(lakehouse, publication, "gold/recommendations")
+    return {
+        "run_id": publication["run_id"],
+        "run_date": publication["run_date"],
+        "announced_run_id": announced.get("run_id"),
+        "live_run_date": reader.latest_publication(lakehouse)["run_date"],
+        **shelves_summary(shelves),
     }

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 ENV_FILE = REPO / "infra" / "airflow" / "airflow.env"
 DAG_ID = "nightly_recommendations"
+DOWNSTREAM_DAG_ID = "fairshelf_downstream_example"
 VENV_BIN = Path(sys.executable).parent
 UTC = timezone.utc
 
@@ -86,8 +87,8 @@ class _OutletEvents(dict):
 
 
 @pytest.fixture(scope="module")
-def dag(tmp_path_factory):
-    """The DAG as Airflow's DagBag parses it, in a throw-away AIRFLOW_HOME."""
+def dag_bag(tmp_path_factory):
+    """The dags folder as Airflow's DagBag parses it, in a throw-away AIRFLOW_HOME."""
     home = tmp_path_factory.mktemp("airflow_home")
     with pytest.MonkeyPatch.context() as mp:
         for name, value in _airflow_settings(home).items():
@@ -96,7 +97,12 @@ def dag(tmp_path_factory):
 
         bag = DagBag(dag_folder=str(DAGS))
     assert not bag.import_errors, bag.import_errors
-    return bag.dags[DAG_ID]
+    return bag
+
+
+@pytest.fixture(scope="module")
+def dag(dag_bag):
+    return dag_bag.dags[DAG_ID]
 
 
 # -- parsing -------------------------------------------------------------------------------
@@ -130,7 +136,7 @@ def test_dags_folder_parses_without_errors_or_heavy_work(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
-    assert parsed["dag_ids"] == [DAG_ID]
+    assert parsed["dag_ids"] == sorted([DAG_ID, DOWNSTREAM_DAG_ID])
     assert parsed["heavy_modules"] == []
 
 
@@ -163,13 +169,75 @@ def test_tasks_retry_and_runs_do_not_overlap(dag):
 
 
 def test_published_tables_are_assets(dag):
+    from jobs.stage_graph import ORDER
+
     outlets = {task.task_id: {a.name for a in task.outlets} for task in dag.tasks}
-    assert outlets["publish"] == {"fairshelf.gold.recommendations", "fairshelf.gold.default_recommendations"}
-    assert outlets[RECORD_TASK_ID] == {"fairshelf.gold.runs"}
-    assert all(not outlets[stage] for stage in ("ingest", "privacy", "features", "train"))
+    published = {  # by the task that writes them; stages not in the pipeline have no task
+        "quality": {"fairshelf.gold.quality_results"},
+        "audit": {"fairshelf.gold.audit"},
+        "publish": {"fairshelf.gold.recommendations", "fairshelf.gold.default_recommendations"},
+    }
+    for stage in ORDER:
+        assert outlets[stage] == published.get(stage, set()), stage
+    assert outlets[RECORD_TASK_ID] == {"fairshelf.gold.runs", "fairshelf.gold.lineage"}
     asset = table_asset("gold/recommendations")
     assert asset.uri == "x-fairshelf://gold/recommendations"
     assert airflow_tasks.asset_table(asset) == "gold/recommendations"
+
+
+# -- the example downstream DAG ---------------------------------------------------------------
+def test_the_downstream_example_is_scheduled_on_the_runs_asset(dag_bag, dag):
+    downstream = dag_bag.dags[DOWNSTREAM_DAG_ID]
+    # scheduled on exactly the asset the nightly DAG's record task emits
+    (record_outlet,) = [a for a in dag.get_task(RECORD_TASK_ID).outlets if a.name == "fairshelf.gold.runs"]
+    assert downstream.timetable.asset_condition.objects == (record_outlet,)
+    assert downstream.task_ids == ["read_published_shelves"]
+    task = downstream.get_task("read_published_shelves")
+    assert task.retries >= 1 and task.execution_timeout is not None
+    assert downstream.max_active_runs == 1 and downstream.catchup is False
+    assert "jobs.reader" in downstream.doc_md
+
+
+def _runs_event(extra: dict, minute: int):
+    """A real Airflow task-context asset event of ``gold/runs`` with ``extra``."""
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+
+    return AssetEventDagRunReferenceResult(
+        asset={"name": "fairshelf.gold.runs", "uri": "x-fairshelf://gold/runs", "extra": {}},
+        extra=extra, source_task_id=RECORD_TASK_ID, source_dag_id=DAG_ID,
+        source_run_id="scheduled__x", source_map_index=-1, source_aliases=[],
+        timestamp=datetime(2026, 11, 27, 3, minute, tzinfo=UTC),
+    )
+
+
+def test_a_downstream_run_reads_the_newest_announced_night():
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    runs = table_asset("gold/runs")
+    newer = {"run_id": "airflow__b__c0", "run_date": "2026-11-26", "location": "/x", "delta_version": None}
+    older = {"run_id": "airflow__a__c0", "run_date": "2026-11-25", "location": "/x", "delta_version": None}
+    events = TriggeringAssetEventsAccessor.build([_runs_event(newer, 5), _runs_event(older, 1)])
+    assert airflow_tasks.published_run_of({"triggering_asset_events": events}, runs) == {
+        "run_id": "airflow__b__c0", "run_date": "2026-11-26"}
+    # a manual run has no triggering event: the live publication is read
+    assert airflow_tasks.published_run_of({"triggering_asset_events": TriggeringAssetEventsAccessor.build([])}, runs) == {}
+    assert airflow_tasks.published_run_of({}, runs) == {}
+
+
+def test_a_shelves_summary_counts_users_rows_and_reasons():
+    import pyarrow as pa
+
+    shelves = pa.table({
+        "user_key": ["u1", "u1", "u1", "u2", "u2"],
+        "rank": [1, 2, 3, 1, 2],
+        "reason": ["Because you watched Alien", "Because you watched Heat", "Picked for your viewing history",
+                   "New and diverse pick", "Because you watched Alien"],
+    })
+    assert airflow_tasks.shelves_summary(shelves) == {
+        "users": 2, "rows": 5, "shortest_shelf": 2, "longest_shelf": 3,
+        "reasons": {"Because you watched ...": 3, "Picked for your viewing history": 1, "New and diverse pick": 1},
+    }
+    assert airflow_tasks.shelves_summary(shelves.slice(0, 0))["users"] == 0
 
 
 # -- which day a run is for -----------------------------------------------------------------
@@ -256,7 +324,7 @@ def test_a_run_without_logical_date_uses_its_run_after():
 
 
 def test_a_stage_of_a_partly_cleared_run_fails_before_any_work(monkeypatch, config):
-    """Clearing only `publish` bumps the clear number: train's model is under the old id."""
+    """Clearing only `publish` bumps the clear number: its upstream ran under the old id."""
     import jobs.pipeline
     from airflow.sdk.exceptions import AirflowFailException
 
@@ -265,7 +333,8 @@ def test_a_stage_of_a_partly_cleared_run_fails_before_any_work(monkeypatch, conf
     old_attempt = run_id_for("scheduled__2026-11-27T02:30:00+00:00", 0)
     context = {
         "dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC), clear_number=1),
-        "ti": _TaskInstance({"train": {"stage": "train", "run_id": old_attempt}}),
+        "ti": _TaskInstance({parent: {"stage": parent, "run_id": old_attempt}
+                             for parent in airflow_tasks.STAGE_UPSTREAM["publish"]}),
     }
     with pytest.raises(AirflowFailException, match="clear the whole DAG run"):
         airflow_tasks.run_stage_task("publish", context)
@@ -366,6 +435,15 @@ def test_settings_file_names_sqlite_local_executor_and_no_secret():
     assert settings["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert int(settings["AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME"]) >= 600
     assert not [name for name in settings if re.search("KEY|SECRET|PASSWORD|TOKEN", name)]
+
+
+def test_task_tokens_outlive_the_longest_task(dag_bag):
+    """A task's execution-API token must not expire before the task may end: Airflow does
+    not always refresh it for a long task (apache/airflow#67939), so its lifetime covers
+    every task's execution_timeout, in both DAGs."""
+    lifetime = timedelta(seconds=int(_read_env_file(ENV_FILE)["AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME"]))
+    longest = max(task.execution_timeout for d in dag_bag.dags.values() for task in d.tasks)
+    assert lifetime >= longest
 
 
 # -- a real run under Airflow -------------------------------------------------------------------
