@@ -9,9 +9,11 @@ the same input.
 - ``implicit_vs_mllib_speedup``: ``pyspark.ml.recommendation.ALS`` (implicitPrefs) fit /
   ``jobs.train.fit_model`` with algorithm "als", same interactions, factors, iterations,
   regularization and alpha. Larger is better for ``implicit``.
-- ``rerank_vs_topk``: ``jobs.rerank.rerank_mmr`` over the top-100 candidates of every user
-  / a plain top-k ``argsort`` of the same score matrix. The candidate extraction is shared
-  (the pipeline's train stage already produces candidates) and recorded, not counted.
+- ``rerank_vs_topk``: ``jobs.diversity.select_shelves`` (the rerank stage's constrained
+  selection, ``[rerank]`` settings) over the top-N candidates of every user / a plain top-k
+  ``argsort`` of the same score matrix. The candidate extraction (and the history's genre
+  mix) is shared (the pipeline's train stage already produces candidates) and recorded, not
+  counted.
 - ``publish_vs_parquet``: ``jobs.tables.write_table`` / ``df.write.parquet`` of the same
   cached DataFrame, partitioned by ``run_date`` both ways, into an existing table.
 
@@ -183,41 +185,100 @@ def implicit_vs_mllib(spark, data, settings, repeats: int = 3, warmup: bool = Tr
     return result
 
 
-# --- MMR re-rank vs plain top-k ----------------------------------------------------------------
+# --- constrained re-rank vs plain top-k ---------------------------------------------------------
 
 def rerank_vs_topk(
     scores: np.ndarray,
     item_genres: np.ndarray,
     repeats: int = 3,
     warmup: bool = True,
-    lambda_: float = 0.7,
+    lambda_: float | None = None,
     candidates: int = RERANK_CANDIDATES,
     k: int = RERANK_K,
     batch_users: int = SCORE_BATCH_USERS,
+    settings=None,
+    catalog=None,
+    history=None,
 ) -> Pair:
-    """``rerank_mmr`` of every user's top-``candidates`` down to ``k`` vs the top-``k`` of
-    a plain argsort over the (users x items) ``scores``, in batches of ``batch_users``."""
-    from jobs.models import top_n
-    from jobs.rerank import rerank_mmr
+    """``jobs.diversity.select_shelves`` (the rerank stage's selection, every constraint of
+    ``settings``, default the ``[rerank]`` defaults; ``lambda_`` overrides its MMR lambda)
+    of every user's top-``candidates`` down to ``k`` vs the top-``k`` of a plain argsort
+    over the (users x items) ``scores``, in batches of ``batch_users``.
 
+    ``catalog`` (``CatalogArrays``; default: ``item_genres`` only, no providers, nothing
+    under-represented) and ``history`` (users x items confidences, for calibration and
+    explore; default none) are what the stage would know."""
+    from scipy.sparse import csr_matrix
+
+    from jobs.config import RerankSettings
+    from jobs.diversity import CatalogArrays, history_genre_mix, select_shelves
+    from jobs.models import top_n
+
+    settings = settings or RerankSettings()
+    if lambda_ is not None:
+        settings = dataclasses.replace(settings, mmr_lambda=lambda_)
+    n_items = scores.shape[1]
+    if catalog is None:
+        catalog = CatalogArrays(genres=np.asarray(item_genres, dtype=bool), provider=np.full(n_items, -1),
+                                underrepresented=np.zeros(n_items, dtype=bool), longtail=np.ones(n_items))
+    history = csr_matrix(history if history is not None else (scores.shape[0], n_items))
     batches = [slice(s, min(s + batch_users, scores.shape[0])) for s in range(0, scores.shape[0], batch_users)]
     started = time.perf_counter()
-    extracted = [top_n(scores[b], candidates) for b in batches]
+    extracted = []
+    for b in batches:
+        ids, values = top_n(scores[b], candidates)
+        part = history[b].tocoo()
+        mix = history_genre_mix(part.row, part.col, part.data, ids.shape[0], catalog.genre_share)
+        rows = np.arange(ids.shape[0])[:, None]
+        engaged = np.asarray(history[b][np.broadcast_to(rows, ids.shape).ravel(), ids.ravel()]).reshape(ids.shape) > 0
+        extracted.append((ids, values, engaged, mix))
     extract_seconds = time.perf_counter() - started
 
     def rerank() -> None:
-        for ids, values in extracted:
-            rerank_mmr(ids, item_genres, lambda_, scores=values, k=k)
+        for ids, values, engaged, mix in extracted:
+            select_shelves(ids, values, engaged, mix, catalog, settings, k)
 
     def topk() -> None:
         for b in batches:
             np.argsort(-scores[b], axis=1)[:, :k]
 
-    pair = Pair(f"rerank_mmr top-{candidates} -> {k}", f"argsort top-{k} of the score matrix",
-                detail={"users": int(scores.shape[0]), "items": int(scores.shape[1]),
-                        "genres": int(item_genres.shape[1]), "lambda": lambda_,
+    pair = Pair(f"select_shelves top-{candidates} -> {k}", f"argsort top-{k} of the score matrix",
+                detail={"users": int(scores.shape[0]), "items": int(n_items),
+                        "genres": int(catalog.genres.shape[1]), "settings": dataclasses.asdict(settings),
                         "candidate_extraction_seconds": round(extract_seconds, 3)})
     return time_pair(pair, rerank, topk, repeats, warmup)
+
+
+def catalog_arrays_for(data, content, settings):
+    """``CatalogArrays`` of ``data``'s titles (an ``InteractionMatrix``) from ``content``
+    (silver/content as Arrow), as the rerank stage builds them: providers, titles of
+    under-represented provider groups or languages (derived from ``data``'s consumption),
+    long-tail scores from viewers per title."""
+    from jobs.diversity import CatalogArrays, longtail_scores, underrepresented_groups
+
+    by_id = {row["content_id"]: row for row in content.select(
+        ["content_id", "genres", "provider", "provider_group", "original_language"]).to_pylist()}
+    rows = [by_id.get(c, {}) for c in data.content_ids]
+    viewers = np.asarray((data.matrix > 0).sum(axis=0)).ravel().astype(np.float64)
+    under = np.zeros(len(rows), dtype=bool)
+    for column, configured in (("provider_group", settings.underrepresented_provider_groups),
+                               ("original_language", settings.underrepresented_languages)):
+        values = np.array([r.get(column) or "" for r in rows])
+        groups = set(configured)
+        if settings.underrepresented == "derived":
+            names, inverse = np.unique(values, return_inverse=True)
+            titles = dict(zip(names.tolist(), np.bincount(inverse).tolist()))
+            consumed = dict(zip(names.tolist(), np.bincount(inverse, weights=viewers).tolist()))
+            groups |= underrepresented_groups(titles, consumed, settings.underexposure_ratio, settings.minority_share)
+        under |= np.isin(values, sorted(groups - {""}))
+    providers = [r.get("provider") for r in rows]
+    code = {p: j for j, p in enumerate(sorted({p for p in providers if p}))}
+    return CatalogArrays(
+        genres=item_genre_matrix([r.get("genres") for r in rows]),
+        provider=np.array([code.get(p, -1) for p in providers], dtype=np.int64),
+        underrepresented=under,
+        longtail=longtail_scores(viewers),
+    )
 
 
 def item_genre_matrix(genres: Sequence[str | None]) -> np.ndarray:

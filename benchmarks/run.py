@@ -70,7 +70,6 @@ def measure_ratios(spark, config, scratch: Path, repeats: int, warmup: bool = Tr
 
     from benchmarks import ratios
     from jobs import tables
-    from jobs.evaluate import RERANK_LAMBDA
     from jobs.stage import read_silver
     from jobs.train import InteractionMatrix, fit_model, weighted_interactions
 
@@ -88,7 +87,11 @@ def measure_ratios(spark, config, scratch: Path, repeats: int, warmup: bool = Tr
     content = tables.read_arrow(config.table("silver", "content"), filters=[("run_date", "=", day)])
     genres_by_id = dict(zip(content.column("content_id").to_pylist(), content.column("genres").to_pylist()))
     genres = ratios.item_genre_matrix([genres_by_id.get(c) for c in data.content_ids])
-    found["rerank_vs_topk"] = ratios.rerank_vs_topk(scores, genres, repeats, warmup, lambda_=RERANK_LAMBDA)
+    catalog = ratios.catalog_arrays_for(data, content, config.rerank)
+    found["rerank_vs_topk"] = ratios.rerank_vs_topk(
+        scores, genres, repeats, warmup, settings=config.rerank, catalog=catalog, history=data.matrix,
+        candidates=config.model.candidates_per_user, k=config.shelf.size,
+    )
     del scores
 
     events = read_silver(spark, config, "silver/events")

@@ -77,6 +77,25 @@ class ShelfSettings:
     history_days: int = 365
 
 
+@dataclass(frozen=True)
+class RerankSettings:
+    """Diversity constraints of the re-ranker (jobs/diversity.py, jobs/rerank.py)."""
+
+    mmr_lambda: float = 1.0  # 1 = the model's order; lower trades score for genre dissimilarity
+    longtail_weight: float = 0.0  # bonus for long-tail titles (1 - popularity percentile) in the MMR
+    max_genre_share: float = 0.7  # a title counts for each of its genres; 1 = off
+    min_underrepresented_share: float = 0.1  # of each shelf, when the candidates allow; 0 = off
+    underrepresented: str = "derived"  # derived | configured
+    underrepresented_provider_groups: tuple[str, ...] = ()  # configured (added to derived)
+    underrepresented_languages: tuple[str, ...] = ()  # configured (added to derived)
+    underexposure_ratio: float = 0.8  # derived: consumption share < ratio x catalog share
+    minority_share: float = 0.15  # derived: or consumption share below this
+    max_titles_per_provider: int = 8  # 0 = off
+    calibration_max_kl: float = 2.0  # KL(history genre mix || shelf genre mix); 0 = off
+    calibration_smoothing: float = 0.01  # Steck's alpha
+    explore_slots: int = 2  # last positions of a shelf, for titles the user has not engaged with
+
+
 # Thresholds of the fairness audit (jobs.audit) a run can be held to.
 AUDIT_THRESHOLDS = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share", "max_ndcg_drop")
 
@@ -103,6 +122,7 @@ class Config:
     privacy: PrivacySettings = field(default_factory=PrivacySettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     shelf: ShelfSettings = field(default_factory=ShelfSettings)
+    rerank: RerankSettings = field(default_factory=RerankSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     # Never printed, never hashed into the config hash, never written anywhere.
     pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
@@ -189,6 +209,7 @@ _SECTIONS = {
     "privacy": PrivacySettings,
     "model": ModelSettings,
     "shelf": ShelfSettings,
+    "rerank": RerankSettings,
     "audit": AuditSettings,
 }
 
@@ -246,6 +267,7 @@ def _validate(config: Config) -> Config:
         problems.append("spark.table_engine must be 'delta-rs' or 'delta-spark'")
     if list(config.privacy.age_bands) != sorted(config.privacy.age_bands):
         problems.append("privacy.age_bands must be increasing")
+    problems.extend(_rerank_problems(config.rerank, config.shelf.size))
     audit = config.audit
     if not 1 <= audit.k <= config.shelf.size or audit.min_group_users < 1:
         problems.append("audit.k must be within 1..shelf.size and audit.min_group_users >= 1")
@@ -260,6 +282,53 @@ def _validate(config: Config) -> Config:
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return config
+
+
+def _rerank_problems(rerank: RerankSettings, shelf_size: int) -> list[str]:
+    problems = []
+    if not 0 <= rerank.mmr_lambda <= 1 or rerank.longtail_weight < 0:
+        problems.append("rerank.mmr_lambda must be within [0, 1] and rerank.longtail_weight >= 0")
+    if not 0 < rerank.max_genre_share <= 1 or not 0 <= rerank.min_underrepresented_share <= 1:
+        problems.append("rerank.max_genre_share must be within (0, 1] and rerank.min_underrepresented_share within [0, 1]")
+    if rerank.underrepresented not in {"derived", "configured"}:
+        problems.append(f"rerank.underrepresented must be 'derived' or 'configured', not {rerank.underrepresented!r}")
+    if rerank.underrepresented == "configured" and rerank.min_underrepresented_share > 0 and not (
+        rerank.underrepresented_provider_groups or rerank.underrepresented_languages
+    ):
+        problems.append("rerank.underrepresented = 'configured' needs rerank.underrepresented_provider_groups "
+                        "or rerank.underrepresented_languages")
+    if rerank.underexposure_ratio <= 0 or not 0 <= rerank.minority_share < 1:
+        problems.append("rerank.underexposure_ratio must be positive and rerank.minority_share within [0, 1)")
+    if rerank.max_titles_per_provider < 0 or rerank.calibration_max_kl < 0:
+        problems.append("rerank.max_titles_per_provider and rerank.calibration_max_kl must be >= 0 (0 = off)")
+    if not 0 < rerank.calibration_smoothing < 1:
+        problems.append("rerank.calibration_smoothing must be within (0, 1)")
+    if not 0 <= rerank.explore_slots <= shelf_size:
+        problems.append("rerank.explore_slots must be within 0..shelf.size")
+    return problems
+
+
+def _quality_problems(q: QualitySettings) -> list[str]:
+    import re
+
+    problems = []
+    for name in ("landing_key_mostly", "landing_value_mostly", "min_group_share", "max_group_share", "collapse_fraction"):
+        if not 0 <= getattr(q, name) <= 1:
+            problems.append(f"quality.{name} must be within [0, 1]")
+    if not 0 < q.volume_band_low <= 1 <= q.volume_band_high:
+        problems.append("quality.volume_band_low must be within (0, 1] and quality.volume_band_high >= 1")
+    if q.volume_history_runs < 1 or not 1 <= q.volume_min_history <= q.volume_history_runs:
+        problems.append("quality.volume_min_history must be within [1, quality.volume_history_runs]")
+    if q.max_kl_divergence < 0:
+        problems.append("quality.max_kl_divergence must be >= 0")
+    if q.min_group_share > q.max_group_share:
+        problems.append("quality.min_group_share must be <= quality.max_group_share")
+    for pattern in q.identifier_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"quality.identifier_patterns: {pattern!r} is not a regular expression ({exc})")
+    return problems
 
 
 def _read_key(environ: Mapping[str, str]) -> bytes | None:

@@ -21,8 +21,13 @@ selection on a validation split carved from the training part only.
   and scored by validation nDCG@10, in order, until the time budget is spent; the best is
   refitted on the whole training part and evaluated once on the test part, which nothing
   looks at before.
-- "reranked": the same model's top ``RERANK_CANDIDATES`` re-ordered by a re-ranker, by
-  default ``jobs.rerank.rerank_mmr`` over genre sets with lambda ``RERANK_LAMBDA``.
+- "reranked": the same model's top ``RERANK_CANDIDATES`` made into shelves of the same k
+  by the pipeline's constrained re-ranker (``jobs.diversity.select_shelves`` with the
+  ``[rerank]`` settings of the configuration: MMR, genre share, under-represented provider
+  groups, titles per provider, calibration to the user's training history, explore slots),
+  on the catalog exactly as ``jobs.movielens`` imports it (provider groups from release
+  years, one provider, one language). Its M also holds ``flagged_share`` (shelves that
+  could not meet some constraint from their candidates) and ``flagged_by_constraint``.
 
 Reproduce: ``.venv/bin/python -m jobs.evaluate ../shared/data/movielens-100k --table``.
 """
@@ -30,6 +35,7 @@ Reproduce: ``.venv/bin/python -m jobs.evaluate ../shared/data/movielens-100k --t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -45,7 +51,9 @@ from threadpoolctl import threadpool_limits
 from jobs.metrics import MetricsError, beyond_accuracy_metrics, ranking_metrics
 from jobs.models import ModelError, ModelSpec, make_model, weight_confidence
 from jobs.movielens import MovieLensError
-from jobs.rerank import GenreMMR, RerankError
+from jobs.config import RerankSettings
+from jobs.diversity import CatalogArrays, DiversityError, FLAGS, history_genre_mix, longtail_scores, select_shelves, underrepresented_groups
+from jobs.movielens import catalog_from_items, check_source, read_genres, read_items
 from jobs.splits import (
     TEMPORAL_QUANTILE,
     TEST_SHARE,
@@ -60,7 +68,6 @@ from jobs.splits import (
 )
 
 RERANK_CANDIDATES = 100
-RERANK_LAMBDA = 0.7
 DEFAULT_TIME_BUDGET_S = 120.0
 BATCH_USERS = 1024
 _FILTERED = -1e38  # implicit marks filtered items with score -FLT_MAX, not with id -1
@@ -68,6 +75,8 @@ _FILTERED = -1e38  # implicit marks filtered items with score -FLT_MAX, not with
 # candidate_ids (users x N), candidate_scores (users x N), k -> item ids (users x k); an
 # optional ``description`` attribute (a dict) is reported beside its metrics.
 Reranker = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+# (training confidences users x items, the evaluated users' rows) -> the protocol's Reranker
+RerankerFactory = Callable[[csr_matrix, np.ndarray], Reranker]
 
 
 class EvaluationError(ValueError):
@@ -75,7 +84,7 @@ class EvaluationError(ValueError):
 
 
 # Errors a user can meet running an evaluation: print the message, not a traceback.
-EVALUATION_ERRORS = (EvaluationError, MovieLensError, SplitError, ModelError, MetricsError, RerankError)
+EVALUATION_ERRORS = (EvaluationError, MovieLensError, SplitError, ModelError, MetricsError, DiversityError)
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,107 @@ def select_model(
     return best.spec, record
 
 
+# --- the constrained re-ranker on MovieLens -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MovieLensCatalog:
+    """What the re-ranker knows of each MovieLens title, in ``MovieLensData`` item order."""
+
+    genres: np.ndarray  # bool (items, genres)
+    provider_group: np.ndarray  # str (items,)
+    provider: np.ndarray  # str (items,)
+    language: np.ndarray  # str (items,)
+
+
+def load_movielens_catalog(path: str | Path) -> MovieLensCatalog:
+    """The catalog as ``jobs.movielens`` imports it (provider group from the release year)."""
+    directory = check_source(path)
+    genres = read_genres(directory)
+    items = read_items(directory, genres).sort_values("item")
+    catalog = catalog_from_items(items, genres)
+    names = [g for g in genres if g != "unknown"]
+    return MovieLensCatalog(
+        genres=items[names].to_numpy().astype(bool),
+        provider_group=catalog["provider_group"].to_numpy(dtype=str),
+        provider=catalog["provider"].to_numpy(dtype=str),
+        language=catalog["original_language"].to_numpy(dtype=str),
+    )
+
+
+def _group_counts(groups: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+    names, inverse = np.unique(groups, return_inverse=True)
+    return dict(zip(names.tolist(), np.bincount(inverse, weights=weights, minlength=len(names)).tolist()))
+
+
+def catalog_arrays(catalog: MovieLensCatalog, train: csr_matrix, settings: RerankSettings) -> CatalogArrays:
+    """``CatalogArrays`` of the catalog, popularity and under-representation taken from the
+    training interactions (as the rerank stage takes them from silver/interactions)."""
+    popularity = np.asarray((train > 0).sum(axis=0)).ravel().astype(np.float64)
+    under = np.zeros(len(popularity), dtype=bool)
+    for column, configured in (
+        (catalog.provider_group, settings.underrepresented_provider_groups),
+        (catalog.language, settings.underrepresented_languages),
+    ):
+        groups = set(configured)
+        if settings.underrepresented == "derived":
+            groups |= underrepresented_groups(
+                _group_counts(column), _group_counts(column, popularity),
+                settings.underexposure_ratio, settings.minority_share,
+            )
+        under |= np.isin(column, sorted(groups))
+    _, provider = np.unique(catalog.provider, return_inverse=True)
+    return CatalogArrays(
+        genres=catalog.genres,
+        provider=provider.astype(np.int64),
+        underrepresented=under,
+        longtail=longtail_scores(popularity),
+    )
+
+
+@dataclass
+class ConstrainedReranker:
+    """``select_shelves`` as a ``Reranker`` for the evaluated users of one protocol:
+    their training rows are the history (calibration, explore)."""
+
+    catalog: CatalogArrays
+    history: csr_matrix  # training confidences of the evaluated users, in list order
+    settings: RerankSettings
+    flagged: dict[str, Any] | None = None
+
+    def __call__(self, candidate_ids: np.ndarray, candidate_scores: np.ndarray | None, k: int) -> np.ndarray:
+        history = self.history.tocoo()
+        mix = history_genre_mix(history.row, history.col, history.data, history.shape[0], self.catalog.genre_share)
+        valid = candidate_ids >= 0
+        rows = np.repeat(np.arange(len(candidate_ids)), candidate_ids.shape[1]).reshape(candidate_ids.shape)
+        engaged = np.zeros(candidate_ids.shape, dtype=bool)
+        engaged[valid] = np.asarray(self.history[rows[valid], candidate_ids[valid]]).ravel() > 0
+        scores = None if candidate_scores is None else np.where(valid, candidate_scores, 0.0)
+        shelves = select_shelves(candidate_ids, scores, engaged, mix, self.catalog, self.settings, k)
+        self.flagged = {
+            "flagged_share": round(float(shelves.flags.any(axis=1).mean()), 4),
+            "flagged_by_constraint": {f: round(float(shelves.flags[:, j].mean()), 4) for j, f in enumerate(FLAGS)},
+        }
+        return shelves.items
+
+    @property
+    def description(self) -> dict[str, Any]:
+        return {
+            "method": "constrained greedy MMR (jobs.diversity.select_shelves)",
+            "settings": dataclasses.asdict(self.settings),
+            "underrepresented_titles": int(self.catalog.underrepresented.sum()),
+        }
+
+
+def constrained_reranker(catalog: MovieLensCatalog, settings: RerankSettings) -> RerankerFactory:
+    """The factory of ``ConstrainedReranker`` for each protocol's training part."""
+
+    def make(train: csr_matrix, users: np.ndarray) -> ConstrainedReranker:
+        return ConstrainedReranker(catalog_arrays(catalog, train, settings), train[users], settings)
+
+    return make
+
+
 # --- one protocol -----------------------------------------------------------------------
 
 
@@ -239,7 +349,7 @@ def evaluate_protocol(
     k: int,
     settings: Any = None,
     time_budget_s: float,
-    rerank: Reranker,
+    rerank: RerankerFactory,
     seed: int = 42,
 ) -> dict[str, dict[str, Any]]:
     """{"unconstrained": M, "reranked": M} of one protocol (module doc)."""
@@ -269,8 +379,9 @@ def evaluate_protocol(
     start = time.perf_counter()
     ids, scores = recommend_lists(model, weighted, users, max(k, RERANK_CANDIDATES))
     recommend_seconds = time.perf_counter() - start
+    reranker = rerank(train, users)
     start = time.perf_counter()
-    reranked = rerank(ids, scores, k)
+    reranked = reranker(ids, scores, k)
     rerank_seconds = time.perf_counter() - start
 
     item_counts = np.bincount(split.train["item"].to_numpy(), minlength=data.n_items)
@@ -293,10 +404,11 @@ def evaluate_protocol(
         "split": split_info,
         "model_selection": selection,
     }
-    described = getattr(rerank, "description", None) or {"method": getattr(rerank, "__name__", repr(rerank))}
+    described = getattr(reranker, "description", None) or {"method": getattr(reranker, "__name__", repr(reranker))}
     reranked_metrics = {
         **list_metrics(reranked, relevant, item_counts, data.item_genres, k),
         **common,
+        **(getattr(reranker, "flagged", None) or {}),
         "rerank": {**described, "candidates": int(ids.shape[1]), "seconds": round(rerank_seconds, 2)},
     }
     return {"unconstrained": unconstrained, "reranked": reranked_metrics}
@@ -309,7 +421,8 @@ def evaluate_movielens(
     k: int = 10,
     settings: Any = None,
     time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-    rerank: Reranker | None = None,
+    rerank: RerankerFactory | None = None,
+    rerank_settings: RerankSettings | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Both protocols on MovieLens-100K at ``path``:
     ``{"random": {"unconstrained": M, "reranked": M}, "temporal": {...}}``.
@@ -317,14 +430,16 @@ def evaluate_movielens(
     ``settings`` (a ``ModelSettings`` or ``ModelSpec``) skips the search and evaluates that
     model; otherwise each protocol chooses its model on its own validation split, spending
     about ``time_budget_s`` seconds on that search (each protocol; the trial running when
-    the budget ends finishes). ``rerank`` replaces the default genre MMR re-ranker.
+    the budget ends finishes). ``rerank`` replaces the constrained re-ranker (a factory:
+    training matrix, evaluated users -> re-ranker); ``rerank_settings`` (default: the
+    ``[rerank]`` defaults) configures it.
     """
     if k < 1:
         raise EvaluationError(f"k must be at least 1, got {k}")
     if time_budget_s <= 0:
         raise EvaluationError(f"the time budget must be positive, got {time_budget_s}")
     data = load_movielens(path)
-    rerank = rerank or GenreMMR(data.item_genres, RERANK_LAMBDA)
+    rerank = rerank or constrained_reranker(load_movielens_catalog(path), rerank_settings or RerankSettings())
 
     random_split = split_random_per_user(data.ratings, TEST_SHARE, seed)
     temporal_split = split_temporal(data.ratings, TEMPORAL_QUANTILE)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from pyspark.sql import SparkSession
 
-from jobs import erasure, features, ingest, privacy, publish, report, train
+from jobs import erasure, features, ingest, privacy, publish, report, rerank, train
 from jobs.config import Config, ConfigError, load_config
 from jobs.runs import new_run_id, utc_now
 from jobs.schemas import RUNS
@@ -30,6 +30,7 @@ STAGES: dict[str, Callable[..., StageResult]] = {
     "privacy": privacy.run,
     "features": features.run,
     "train": train.run,
+    "rerank": rerank.run,
     "publish": publish.run,
 }
 assert tuple(STAGES) == ORDER, "jobs.stage_graph and STAGES must name the same stages"

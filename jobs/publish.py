@@ -1,7 +1,9 @@
-"""Publish stage: candidates -> the published shelves in ``gold/``.
+"""Publish stage: the re-ranked shelves (``silver/shelves``) -> the published shelves in ``gold/``.
 
-- ``gold/recommendations``: each consenting user's shelf (top ``shelf.size``), every
-  title with a reason. "Because you watched <title>" names the user's own watched title
+- ``gold/recommendations``: each consenting user's shelf as ``jobs.rerank`` built it
+  (``shelf.size`` titles under the diversity constraints, ``constraint_flags`` naming any
+  it could not satisfy), every title with a reason: titles in an explore slot are "New
+  and diverse pick"; for the others, "Because you watched <title>" names the user's own watched title
   that contributed most to the model's score of the pick (``jobs.explain``: exact EASE
   contributions, ``implicit``'s ALS ``explain`` for ALS and the ALS part of the blend, a
   factor-cosine heuristic for BPR), computed on the executors in Arrow batches.
@@ -179,26 +181,34 @@ def build_default_shelves(
     )
 
 
+def with_explore_reason(shelves: DataFrame) -> DataFrame:
+    """Titles the re-ranker placed in an explore slot are "New and diverse pick"."""
+    return shelves.withColumn(
+        "reason", F.when(F.col("explore"), F.lit(REASONS["new_diverse"])).otherwise(F.col("reason"))
+    )
+
+
 def _with_run(df: DataFrame, run_id: str, run_date: date) -> DataFrame:
     return df.withColumn("run_id", F.lit(run_id)).withColumn("run_date", F.lit(run_date.isoformat()))
 
 
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
-    """silver/candidates and friends -> gold/recommendations, gold/default_recommendations."""
+    """silver/shelves (re-ranked) and friends -> gold/recommendations, gold/default_recommendations."""
     day = [run_date.isoformat()]
     result = StageResult("publish", run_date, run_id, config)
-    candidates = result.read(spark, "silver/candidates", day)
+    ranked = result.read(spark, "silver/shelves", day)
     content = result.read(spark, "silver/content", day)
     users = result.read(spark, "silver/user_features", day)
     history = result.read(spark, "silver/interactions", day)
     window = result.read(spark, "silver/events", days_up_to(run_date, config.shelf.history_days))
 
     model = load_saved_model(Path(config.model_dir(run_id)))
-    shelves = filter_top_candidates(candidates, config.shelf.size)
+    shelves = ranked.select("user_key", "rank", "content_id", "score", "constraint_flags", "explore")
     shelves = with_reason(with_because(shelves, history, model.explainer(), model.content_ids), content)
+    shelves = with_explore_reason(shelves)
     shelves = _with_run(shelves, run_id, run_date).withColumn(
         "model_version", F.lit(model.card["model_version"])
-    ).withColumn("constraint_flags", F.lit(None).cast("string"))
+    )
 
     defaults = _with_run(
         build_default_shelves(
@@ -222,12 +232,14 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct("content_id").alias("titles"),
         F.sum(F.col("reason").startswith(BECAUSE_PREFIX).cast("long")).alias("explained"),
+        F.sum(F.col("explore").cast("long")).alias("explore"),
     ).first()
     result.metrics.update(
         shelf_users=summary["users"],
         shelf_rows=summary["rows"],
         shelf_titles=summary["titles"],
         explained_rows=summary["explained"] or 0,
+        new_diverse_rows=summary["explore"] or 0,
         explanation_method=model.card.get("explanations", {}).get("method"),
         default_regions=defaults.select("region").distinct().count(),
     )

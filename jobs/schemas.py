@@ -168,6 +168,21 @@ HOLDOUT = StructType(
     ]
 )
 
+# The re-ranked shelves (jobs.rerank): constraint_flags names, comma-separated, the
+# constraints the shelf could not satisfy from its candidates (null: all satisfied;
+# codes in jobs.diversity.FLAGS); explore marks titles placed in an explore slot.
+SHELVES = StructType(
+    [
+        StructField("user_key", StringType(), False),
+        StructField("rank", IntegerType(), False),
+        StructField("content_id", StringType(), False),
+        StructField("score", DoubleType(), False),
+        StructField("constraint_flags", StringType()),
+        StructField("explore", BooleanType(), False),
+        StructField("run_date", StringType(), False),
+    ]
+)
+
 RECOMMENDATIONS = StructType(
     [
         StructField("user_key", StringType(), False),
@@ -250,6 +265,7 @@ TABLES: dict[str, StructType] = {
     "silver/content": CONTENT,
     "silver/interactions": INTERACTIONS,
     "silver/candidates": CANDIDATES,
+    "silver/shelves": SHELVES,
     "silver/holdout_candidates": HOLDOUT_CANDIDATES,
     "silver/holdout": HOLDOUT,
     "quarantine/viewing_events": QUARANTINE_EVENTS,

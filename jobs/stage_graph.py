@@ -11,6 +11,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "privacy": ("erasure",),
     "features": ("ingest", "privacy"),
     "train": ("features",),
-    "publish": ("train",),
+    "rerank": ("train",),
+    "publish": ("rerank",),
 }
 ORDER: tuple[str, ...] = tuple(UPSTREAM)
