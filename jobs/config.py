@@ -94,6 +94,7 @@ class RerankSettings:
     calibration_max_kl: float = 2.0  # KL(history genre mix || shelf genre mix); 0 = off
     calibration_smoothing: float = 0.01  # Steck's alpha
     explore_slots: int = 2  # last positions of a shelf, for titles the user has not engaged with
+    explore_spread: float = 1.0  # weight of a seeded per-(user, title) term spreading explore picks
 
 
 # Thresholds of the fairness audit (jobs.audit) a run can be held to.
@@ -303,8 +304,8 @@ def _rerank_problems(rerank: RerankSettings, shelf_size: int) -> list[str]:
         problems.append("rerank.max_titles_per_provider and rerank.calibration_max_kl must be >= 0 (0 = off)")
     if not 0 < rerank.calibration_smoothing < 1:
         problems.append("rerank.calibration_smoothing must be within (0, 1)")
-    if not 0 <= rerank.explore_slots <= shelf_size:
-        problems.append("rerank.explore_slots must be within 0..shelf.size")
+    if not 0 <= rerank.explore_slots <= shelf_size or rerank.explore_spread < 0:
+        problems.append("rerank.explore_slots must be within 0..shelf.size and rerank.explore_spread >= 0")
     return problems
 
 

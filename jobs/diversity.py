@@ -31,9 +31,11 @@ candidate with the best objective among those that keep every constraint satisfi
   exceeds the bound the candidates cannot meet it and the shelf is flagged. Users whose
   history has no genre are not constrained. ``0`` turns it off.
 - explore slots: the last ``explore_slots`` positions go to titles the user has not
-  engaged with, preferring genres new to the user and long-tail titles
-  (score = share of the title's genres absent from the history + long-tail score, the
-  model's relevance only breaking ties). Flagged when no such title is left.
+  engaged with, preferring genres new to the user and long-tail titles (score = share of
+  the title's genres absent from the history + long-tail score + ``explore_spread`` x a
+  seeded per-(user, title) number in [0, 1), so that explore slots spread over many titles
+  across users instead of all showing the same few; the model's relevance only breaks
+  ties). Flagged when no such title is left.
 
 When no candidate keeps every constraint, constraints are relaxed one by one in the order
 max_titles_per_provider, max_genre_share, min_underrepresented_share (the least important
@@ -187,7 +189,18 @@ class _Batch:
         return _Batch(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
 
-def _batch(candidates, scores, engaged, history_mix, catalog: CatalogArrays, settings, k: int) -> _Batch:
+def spread(user_seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A deterministic pseudo-random number in [0, 1) per (user seed, item id): the same
+    user and title always get the same value, different users different ones."""
+    seeds = np.asarray(user_seeds).astype(np.uint64)[:, None]
+    x = (seeds * np.uint64(0x9E3779B97F4A7C15)) ^ (np.asarray(items).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9))
+    x ^= x >> np.uint64(31)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(29)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _batch(candidates, scores, engaged, history_mix, catalog: CatalogArrays, settings, k: int, user_seeds) -> _Batch:
     valid = candidates >= 0
     ids = np.where(valid, candidates, 0)
     genres = catalog.genres[ids] & valid[:, :, None]
@@ -209,7 +222,8 @@ def _batch(candidates, scores, engaged, history_mix, catalog: CatalogArrays, set
         provider=np.where(valid, catalog.provider[ids], -1),
         underrepresented=under,
         longtail=catalog.longtail[ids] * valid,
-        explore_score=unfamiliar + catalog.longtail[ids] + _TIE_BREAK * rel,
+        explore_score=unfamiliar + catalog.longtail[ids] + settings.explore_spread * spread(user_seeds, ids)
+        + _TIE_BREAK * rel,
         eligible_explore=valid & ~np.asarray(engaged, dtype=bool),
         history_mix=history_mix,
         length=length,
@@ -323,13 +337,16 @@ def select_shelves(
     catalog: CatalogArrays,
     settings: Any,
     k: int,
+    user_seeds: np.ndarray | None = None,
 ) -> Shelves:
     """Shelves of ``k`` titles for a batch of users (module doc).
 
     ``candidates``: (users, N) item ids best first, -1 padded; ``scores``: the model's
     scores, same shape (or None: rank order); ``engaged``: (users, N) bool, the user
     watched the candidate; ``history_mix``: (users, genres) p(genre | user)
-    (``history_genre_mix``); ``settings``: a ``jobs.config.RerankSettings``.
+    (``history_genre_mix``); ``settings``: a ``jobs.config.RerankSettings``;
+    ``user_seeds``: (users,) integers that seed each user's explore spread (``spread``;
+    default the row numbers), e.g. a hash of the user key.
     """
     candidates = np.asarray(candidates, dtype=np.int64)
     if candidates.ndim != 2:
@@ -348,7 +365,8 @@ def select_shelves(
         raise DiversityError(f"candidate ids reach {candidates.max()}, the catalog has {catalog.genres.shape[0]} titles")
     if k < 1:
         raise DiversityError(f"k must be at least 1, got {k}")
-    b = _batch(candidates, scores, engaged, history_mix, catalog, settings, k)
+    seeds = np.arange(len(candidates)) if user_seeds is None else np.asarray(user_seeds)
+    b = _batch(candidates, scores, engaged, history_mix, catalog, settings, k, seeds)
     positions, explore, relaxed = _greedy(b, settings, k, calibrate=False)
     if settings.calibration_max_kl > 0:
         over = np.flatnonzero(_shelf_kl(b, positions, settings) > settings.calibration_max_kl)

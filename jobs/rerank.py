@@ -170,7 +170,8 @@ def shelves_batch(batch: pa.RecordBatch, index: ContentIndex, settings: RerankSe
     seen = np.unique(h_owner[known] * n_items + h_items[known])
     engaged = (cand >= 0) & np.isin(np.arange(len(lengths))[:, None] * n_items + cand, seen)
 
-    shelves = select_shelves(cand, score_matrix, engaged, mix, index.catalog, settings, size)
+    seeds = batch.column("seed").to_numpy(zero_copy_only=False)
+    shelves = select_shelves(cand, score_matrix, engaged, mix, index.catalog, settings, size, seeds)
     users, ranks = np.nonzero(shelves.positions >= 0)
     starts = np.r_[0, np.cumsum(lengths)[:-1]] if len(lengths) else np.zeros(0, dtype=np.int64)
     flat_rows = starts[users] + shelves.positions[users, ranks]
@@ -192,9 +193,11 @@ def shelves_batch(batch: pa.RecordBatch, index: ContentIndex, settings: RerankSe
 
 def gather_user_lists(candidates: DataFrame, history: DataFrame) -> DataFrame:
     """One row per user with candidates: ``candidates`` (content_id, score) best first
-    (score descending, then content id) and ``history`` (content_id, confidence)."""
+    (score descending, then content id), ``history`` (content_id, confidence) and
+    ``seed``, a hash of the user key (seeds the explore spread: same user, same picks)."""
     ordered = F.sort_array(F.collect_list(F.struct((-F.col("score")).alias("_order"), "content_id", "score")))
     lists = candidates.groupBy("user_key").agg(
+        F.xxhash64("user_key").alias("seed"),
         F.transform(ordered, lambda c: F.struct(c["content_id"].alias("content_id"), c["score"].alias("score"))).alias(
             "candidates"
         )

@@ -18,6 +18,7 @@ from jobs.diversity import (
     history_genre_mix,
     longtail_scores,
     select_shelves,
+    spread,
     underrepresented_groups,
 )
 
@@ -150,3 +151,16 @@ def test_bad_inputs_are_refused():
         select_shelves(CANDIDATES, SCORES, np.zeros((1, 6), bool), np.zeros((1, 3)), CATALOG, OFF, 2)
     with pytest.raises(DiversityError, match="catalog has 6"):
         select_shelves(np.array([[9]]), None, np.zeros((1, 1), bool), np.zeros((1, 2)), CATALOG, OFF, 1)
+
+
+def test_explore_spread_is_seeded_per_user_and_title():
+    items = np.arange(50)[None, :].repeat(3, axis=0)
+    values = spread(np.array([7, 7, -3]), items)
+    assert ((values >= 0) & (values < 1)).all()
+    np.testing.assert_array_equal(values[0], values[1])  # same seed, same numbers
+    assert not np.allclose(values[0], values[2])
+    # with a strong spread, users with the same candidates get different explore titles
+    candidates = np.array([[0, 1, 2, 3, 4, 5]] * 8)
+    shelves = select_shelves(candidates, None, np.zeros((8, 6), bool), np.zeros((8, 2)), CATALOG,
+                             dataclasses.replace(OFF, explore_slots=1, explore_spread=10.0), 2)
+    assert (shelves.items[:, 0] == 0).all() and len(set(shelves.items[:, 1].tolist())) > 1
