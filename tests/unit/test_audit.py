@@ -4,6 +4,7 @@ frames whose answers are worked out by hand in the comments."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -166,3 +167,37 @@ def test_judge_leaves_undefined_values_unjudged():
              "shelves": "reranked", "value": None}]
     judged, failures = judge(rows, AuditSettings())
     assert judged[0]["passed"] is None and judged[0]["threshold"] == 0.5 and failures == []
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+def write_config(tmp_path, text: str):
+    path = tmp_path / "fairshelf.toml"
+    path.write_text(text)
+    return path
+
+
+def test_audit_section_is_read_from_the_config_file(tmp_path):
+    from jobs.config import load_config
+
+    path = write_config(tmp_path, '[audit]\nmin_group_users = 50\nblocking = ["max_exposure_gini"]\n')
+    audit = load_config(path, environ={}).audit
+    assert audit.min_group_users == 50 and audit.blocking == ("max_exposure_gini",)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ('blocking = ["max_gini"]', "unknown thresholds ['max_gini']"),
+        ("k = 0", "audit.k"),
+        ("head_share = 1.0", "audit.head_share"),
+        ("min_group_ndcg_ratio = 1.5", "min_group_ndcg_ratio"),
+        ("min_users = 3", "unknown setting(s) ['min_users']"),
+    ],
+)
+def test_bad_audit_settings_are_refused(tmp_path, setting, message):
+    from jobs.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(write_config(tmp_path, f"[audit]\n{setting}\n"), environ={})
