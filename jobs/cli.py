@@ -49,6 +49,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jobs.erasure import ErasureError
     from jobs.movielens import MovieLensError
     from jobs.pipeline import RunFailed
+    from jobs.runs import RollbackRefused
     from jobs.stage import StageError
     from jobs.synthetic import SyntheticSpecError
     from jobs.tables import TableError
@@ -56,7 +57,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from jobs.evaluate import EVALUATION_ERRORS
 
     return (ConfigError, StageError, TableError, RunFailed, MovieLensError, SyntheticSpecError,
-            ErasureError, *EVALUATION_ERRORS)
+            ErasureError, RollbackRefused, *EVALUATION_ERRORS)
 
 
 @contextmanager
@@ -159,19 +160,60 @@ def run_command(run_date: str = DateOption, config_file: Optional[Path] = Config
 def backfill(
     start: str = typer.Option(..., "--start", help="First date, YYYY-MM-DD."),
     end: str = typer.Option(..., "--end", help="Last date (inclusive), YYYY-MM-DD."),
+    rerun: bool = typer.Option(False, "--rerun", help="Run dates that already succeeded too."),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", help="After a failed date, go on with the next (exit 1 at the end)."
+    ),
     config_file: Optional[Path] = ConfigOption,
 ) -> None:
     """Run the nightly pipeline for every date from START to END, one after another.
 
-    Each date's run replaces that date's partitions, so a backfill can be stopped and
-    started again: dates already done are simply redone.
+    Safe to stop and start again: a date that already has a succeeded run with the same
+    code version and config hash is skipped (said on stderr; --rerun runs it again), and
+    rerunning a date replaces its partitions. The backfill stops at the first failed date
+    and exits 1 naming it (--keep-going runs the rest, then exits 1 naming every failure).
+    Progress, one line per date, goes to stderr.
     """
+    from jobs.pipeline import RunFailed, run_pipeline
+    from jobs.runs import dates_to_run
+    from jobs.spark import build_spark
+    from jobs.tables import read_arrow, table_exists
+
+    errors = Console(stderr=True)
     with _user_errors():
         first, last = _parse_date(start), _parse_date(end)
         if last < first:
             raise typer.BadParameter(f"--end {last} is before --start {first}")
         dates = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        _run_dates(load_config(config_file), dates)
+        config = load_config(config_file)
+        runs_uri = config.table("gold", "runs")
+        done = read_arrow(runs_uri).to_pylist() if table_exists(runs_uri) else []
+        todo, skipped = dates_to_run(dates, done, config.code_version, config.config_hash, rerun)
+        for day in skipped:
+            errors.print(f"{day}: skipped, already succeeded with code {config.code_version} and "
+                         f"config {config.config_hash} (--rerun to run it again)")
+        failed: list[str] = []
+        if todo:
+            spark = build_spark(config)
+            try:
+                for n, day in enumerate(todo, 1):
+                    errors.print(f"{day}: running ({n}/{len(todo)})")
+                    try:
+                        outcome = run_pipeline(spark, config, day, on_stage=lambda name, day=day: errors.print(f"{day}:   {name}"))
+                    except RunFailed as exc:
+                        errors.print(f"[red]{day}: failed[/] {exc}")
+                        failed.append(f"{day} ({exc.outcome.failed_stage})")
+                        if not keep_going:
+                            break
+                        continue
+                    errors.print(f"[green]{day}: succeeded[/] as {outcome.run_id}")
+            finally:
+                spark.stop()
+        if failed:
+            console.print(f"[bold red]error:[/] backfill failed for {', '.join(failed)}; "
+                          "fix the cause and run the same command again (succeeded dates are skipped)")
+            raise typer.Exit(1)
+        errors.print(f"backfill {first}..{last}: {len(todo)} run, {len(skipped)} skipped")
 
 
 @app.command("import-movielens")
@@ -265,8 +307,14 @@ def erase(
 def runs(
     config_file: Optional[Path] = ConfigOption,
     limit: int = typer.Option(20, help="Newest runs shown."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON lines instead."),
 ) -> None:
-    """List the runs recorded in gold/runs, newest first, with status and model."""
+    """List gold/runs, newest first: runs (succeeded or failed), erasure and rollback
+    re-pointings, the table versions each published, and the stages' seconds. The live
+    publication (what readers see) is marked *."""
+    import json
+
+    from jobs.reader import choose_publication
     from jobs.tables import read_arrow, table_exists
 
     with _user_errors():
@@ -275,16 +323,52 @@ def runs(
         if not table_exists(uri):
             console.print(f"no runs recorded yet in {config.lakehouse}")
             return
-        rows = sorted(read_arrow(uri).to_pylist(), key=lambda r: r["started_at"], reverse=True)
-        listing = Table("run date", "status", "run id", "finished", "model", "failed stage / message")
-        for row in rows[:limit]:
-            problem = f"{row['failed_stage']}: {row['message']}" if row["failed_stage"] else ""
+        runs_table = read_arrow(uri)
+        live = choose_publication(runs_table)
+        rows = sorted(runs_table.to_pylist(), key=lambda r: r["finished_at"], reverse=True)[:limit]
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps({**row, "live": live is not None and row["run_id"] == live["run_id"]}))
+            return
+        listing = Table("", "run date", "kind", "status", "run id", "finished", "model",
+                        "published versions", "seconds", "failed stage / message")
+        for row in rows:
+            problem = f"{row['failed_stage']}: {row['message']}" if row["failed_stage"] else (row["message"] or "")
             colour = "green" if row["status"] == "succeeded" else "red"
+            published = json.loads(row["published_json"] or "{}")
+            versions = " ".join(f"{t.split('/')[1]}@{p['version']}" for t, p in sorted(published.items()))
+            seconds = sum(m.get("seconds") or 0 for m in json.loads(row["metrics_json"] or "{}").values())
             listing.add_row(
-                row["run_date"], f"[{colour}]{row['status']}[/]", row["run_id"],
-                row["finished_at"][:19], row["model_version"] or "", problem[:120],
+                "*" if live is not None and row["run_id"] == live["run_id"] else "",
+                row["run_date"], row["kind"], f"[{colour}]{row['status']}[/]", row["run_id"],
+                row["finished_at"][:19], row["model_version"] or "", versions,
+                f"{seconds:.0f}" if seconds else "", problem[:120],
             )
         console.print(listing)
+
+
+@app.command()
+def rollback(
+    table: str = typer.Option(..., "--table", help="Published table, e.g. gold/recommendations."),
+    to_version: int = typer.Option(..., "--to-version", help="The Delta version to restore."),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Restore a published table to an earlier Delta version and point readers at it.
+
+    The restore is a new version (history kept); one gold/runs row of kind rollback
+    re-points the live publication. Versions an erasure purged cannot be restored.
+    """
+    from jobs.runs import rollback_table
+    from jobs.spark import build_spark
+
+    with _user_errors():
+        config = load_config(config_file)
+        spark = build_spark(config, app_name="fairshelf-rollback")
+        try:
+            row = rollback_table(spark, config, table, to_version)
+        finally:
+            spark.stop()
+        console.print(f"[green]{row['message']}[/]; readers now see it (gold/runs row {row['run_id']})")
 
 
 @app.command()

@@ -117,6 +117,21 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class LineageSettings:
+    """Where OpenLineage events go (jobs/lineage.py); gold/lineage is always written."""
+
+    transport: str = "file"  # file | http | none
+    # file: one JSON file per event in this folder ("" = <lakehouse>/lineage/openlineage)
+    directory: str = ""
+    url: str = ""  # http: the backend's base URL (e.g. Marquez, http://localhost:5000)
+    endpoint: str = "api/v1/lineage"
+    timeout_seconds: float = 5.0
+    namespace: str = "fairshelf"  # the jobs' namespace
+    # http: a bearer API key, from FAIRSHELF_OPENLINEAGE_API_KEY only (never a file)
+    api_key: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class Config:
     lakehouse: str = "./lakehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -125,6 +140,7 @@ class Config:
     shelf: ShelfSettings = field(default_factory=ShelfSettings)
     rerank: RerankSettings = field(default_factory=RerankSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
     # Never printed, never hashed into the config hash, never written anywhere.
     pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
     code_version: str = "unknown"
@@ -177,6 +193,7 @@ class Config:
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.pop("pseudonym_key")
+        data["lineage"].pop("api_key")
         return data
 
     @property
@@ -185,6 +202,7 @@ class Config:
         data = self.as_dict()
         data.pop("lakehouse")
         data.pop("code_version")
+        data.pop("lineage")  # where lineage events go does not shape the output
         data["spark"].pop("master")
         data["spark"].pop("driver_memory")
         blob = json.dumps(data, sort_keys=True, default=list).encode()
@@ -203,6 +221,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FAIRSHELF_SPARK_DRIVER_MEMORY": ("spark", "driver_memory"),
     "FAIRSHELF_TABLE_ENGINE": ("spark", "table_engine"),
     "FAIRSHELF_K_ANONYMITY": ("privacy", "k_anonymity"),
+    "FAIRSHELF_OPENLINEAGE_URL": ("lineage", "url"),
+    "FAIRSHELF_OPENLINEAGE_TRANSPORT": ("lineage", "transport"),
 }
 
 _SECTIONS = {
@@ -212,6 +232,7 @@ _SECTIONS = {
     "shelf": ShelfSettings,
     "rerank": RerankSettings,
     "audit": AuditSettings,
+    "lineage": LineageSettings,
 }
 
 
@@ -266,6 +287,12 @@ def _validate(config: Config) -> Config:
         problems.append("shelf.size must be >= 1 and <= model.candidates_per_user")
     if config.spark.table_engine not in {"delta-rs", "delta-spark"}:
         problems.append("spark.table_engine must be 'delta-rs' or 'delta-spark'")
+    if config.lineage.transport not in {"file", "http", "none"}:
+        problems.append(f"lineage.transport must be 'file', 'http' or 'none', not {config.lineage.transport!r}")
+    if config.lineage.transport == "http" and "://" not in config.lineage.url:
+        problems.append("lineage.transport = 'http' needs lineage.url (e.g. 'http://localhost:5000')")
+    if config.lineage.timeout_seconds <= 0 or not config.lineage.namespace:
+        problems.append("lineage.timeout_seconds must be positive and lineage.namespace not empty")
     if list(config.privacy.age_bands) != sorted(config.privacy.age_bands):
         problems.append("privacy.age_bands must be increasing")
     problems.extend(_rerank_problems(config.rerank, config.shelf.size))
@@ -376,6 +403,11 @@ def load_config(
             else:
                 data[key] = value
 
+    if "api_key" in data.get("lineage", {}):
+        raise ConfigError("lineage.api_key is a secret: set FAIRSHELF_OPENLINEAGE_API_KEY "
+                          "instead of writing it in a configuration file")
+    if environ.get("FAIRSHELF_OPENLINEAGE_API_KEY"):
+        data.setdefault("lineage", {})["api_key"] = environ["FAIRSHELF_OPENLINEAGE_API_KEY"]
     for var, target in ENV_OVERRIDES.items():
         if environ.get(var):
             section = data

@@ -366,8 +366,31 @@ def erase_user_keys(spark: SparkSession, config: Config, requests: Sequence[Eras
     result.write(log.select(*allowed_columns(ERASURE_LOG_TABLE)), ERASURE_LOG_TABLE,
                  mode="append")
     report.versions.update(result.outputs)
+    repoint_publication(spark, config, report)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def repoint_publication(spark: SparkSession, config: Config, report: ErasureReport) -> None:
+    """Keep the live publication readable: the versions it pinned were just vacuumed, so
+    append a gold/runs row of kind ``erasure`` pointing its tables at their post-erasure
+    versions (the same run's content minus the erased users; jobs/reader.py)."""
+    from jobs.reader import NothingPublished, latest_publication
+    from jobs.runs import append_runs_row, repointed
+
+    try:
+        live = latest_publication(config.lakehouse)
+    except NothingPublished:
+        return
+    moved = {t: {"version": v} for t, v in report.versions.items() if t in live["published"]}
+    if not moved:
+        return
+    live.pop("published")
+    row = repointed(live, moved, kind="erasure",
+                    run_id=f"{report.run_id}.erasure.{uuid.uuid4().hex[:6]}",
+                    message=f"{len(report.user_keys)} user(s) erased by {report.run_id}",
+                    now=utc_now().isoformat())
+    append_runs_row(spark, config, row, stage=STAGE)
 
 
 def erase_accounts(spark: SparkSession, config: Config, account_ids: list[str],

@@ -246,54 +246,6 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     return result
 
 
-# --- readers ----------------------------------------------------------------------------
-
-
-def latest_succeeded_run(runs: pa.Table) -> str | None:
-    """The run id of the last run (by ``finished_at``) that succeeded, if any."""
-    done = runs.filter(pc.equal(runs.column("status"), "succeeded"))
-    if done.num_rows == 0:
-        return None
-    return done.sort_by([("finished_at", "descending")]).column("run_id")[0].as_py()
-
-
-def resolve_shelf(
-    runs: pa.Table, recommendations: pa.Table, defaults: pa.Table, user_key: str, region: str | None
-) -> list[dict[str, Any]]:
-    """A user's shelf as a reader resolves it (module doc): the personal shelf of the
-    latest successful run, else the default shelf of the user's region, else that of
-    ``ALL``. Rows by rank: ``rank``, ``content_id``, ``reason`` and ``shelf``
-    ("personal", the region, or "ALL")."""
-    run_id = latest_succeeded_run(runs)
-    if run_id is None:
-        return []
-
-    def rows(table: pa.Table, column: str, value: str, shelf: str) -> list[dict[str, Any]]:
-        mask = pc.and_(pc.equal(table.column("run_id"), run_id), pc.equal(table.column(column), value))
-        found = table.filter(mask).sort_by("rank").select(["rank", "content_id", "reason"]).to_pylist()
-        return [{**row, "shelf": shelf} for row in found]
-
-    region = UNKNOWN_REGION if region is None else region
-    return (
-        rows(recommendations, "user_key", user_key, "personal")
-        or rows(defaults, "region", region, region)
-        or rows(defaults, "region", ALL_REGIONS, ALL_REGIONS)
-    )
-
-
-def read_shelf(config: Config, user_key: str, region: str | None) -> list[dict[str, Any]]:
-    """``resolve_shelf`` over the published tables, read without Spark."""
-    from jobs.tables import read_arrow
-
-    return resolve_shelf(
-        read_arrow(config.table("gold", "runs")),
-        read_arrow(config.table("gold", "recommendations"), filters=[("user_key", "=", user_key)]),
-        read_arrow(config.table("gold", "default_recommendations")),
-        user_key,
-        region,
-    )
-
-
 def main() -> None:
     stage_main(run)
 

@@ -209,11 +209,20 @@ DEFAULT_RECOMMENDATIONS = StructType(
     ]
 )
 
+# gold/runs is also the publication pointer (jobs/reader.py): a row with status
+# "succeeded" makes the tables of ``published_json`` visible, each at its recorded Delta
+# version, in the one commit that appends the row. ``kind`` says what wrote the row:
+#   run      a nightly run (succeeded or failed; only succeeded ones publish);
+#   erasure  an erasure re-pointing the live publication at the post-erasure versions
+#            (erasure vacuums the versions it pinned);
+#   rollback ``fairshelf rollback`` re-pointing one table at its restored version.
+# The live publication is the succeeded row with the latest (run_date, finished_at).
 RUNS = StructType(
     [
         StructField("run_id", StringType(), False),
         StructField("run_date", StringType(), False),
         StructField("status", StringType(), False),  # succeeded | failed
+        StructField("kind", StringType(), False),  # run | erasure | rollback
         StructField("failed_stage", StringType()),
         StructField("message", StringType()),
         StructField("started_at", StringType(), False),
@@ -223,7 +232,32 @@ RUNS = StructType(
         StructField("key_fingerprint", StringType()),
         StructField("model_version", StringType()),
         StructField("metrics_json", StringType()),
-        StructField("versions_json", StringType()),
+        StructField("versions_json", StringType()),  # {"layer/name": version written by the run}
+        # {"layer/name": {"version": v, "run_id": r, "run_date": d}}: what readers read
+        # (each table at v, only r's rows, or d's partition where it has no run_id); null
+        # for a failed run
+        StructField("published_json", StringType()),
+    ]
+)
+
+# Lineage of every stage of every run (jobs/lineage.py), written by record_run in one
+# commit before the run's gold/runs row: what it read (tables at a version, landing
+# folders), what it wrote (version, rows in that commit), with which code and config.
+LINEAGE = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("stage", StringType(), False),
+        StructField("status", StringType(), False),  # succeeded | failed
+        StructField("inputs_json", StringType(), False),  # {"layer/name": version read}
+        StructField("landing_json", StringType()),  # {"folder": {"files": n, "bytes": n}}
+        StructField("outputs_json", StringType(), False),  # {"layer/name": {"version", "rows"}}
+        StructField("code_version", StringType(), False),
+        StructField("config_hash", StringType(), False),
+        StructField("expectations_json", StringType()),  # the stage's GE summary, if any
+        StructField("started_at", StringType()),
+        StructField("finished_at", StringType()),
+        StructField("seconds", DoubleType()),
+        StructField("run_date", StringType(), False),
     ]
 )
 
@@ -272,6 +306,7 @@ TABLES: dict[str, StructType] = {
     "gold/recommendations": RECOMMENDATIONS,
     "gold/default_recommendations": DEFAULT_RECOMMENDATIONS,
     "gold/runs": RUNS,
+    "gold/lineage": LINEAGE,
     "gold/erasure_log": ERASURE_LOG,
     "gold/audit": AUDIT,
 }

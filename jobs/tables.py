@@ -170,6 +170,53 @@ def list_tables(lakehouse: str) -> list[TableInfo]:
     return found
 
 
+def rows_in_commit(uri: str, version: int) -> int | None:
+    """Rows the commit ``version`` added: the sum of its add actions' ``numRecords``, read
+    from the commit's own log entry (lineage). None when that entry is gone (an erasure
+    purges older log entries) or a file has no statistics."""
+    uri = normalize_uri(uri)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    try:
+        with fs.open_input_stream(f"{root}/_delta_log/{version:020d}.json") as source:
+            lines = source.read().decode().splitlines()
+    except (FileNotFoundError, OSError):
+        return None
+    rows = 0
+    for line in lines:
+        add = json.loads(line).get("add") if line.strip() else None
+        if add is None:
+            continue
+        stats = json.loads(add.get("stats") or "{}")
+        if "numRecords" not in stats:
+            return None
+        rows += int(stats["numRecords"])
+    return rows
+
+
+def missing_files(uri: str, version: int) -> list[str]:
+    """The data files of ``version`` no longer on storage (vacuumed); raises TableError
+    when the version itself cannot be opened (its log entries were purged)."""
+    uri = normalize_uri(uri)
+    table = open_table(uri, version)
+    fs, root = pafs.FileSystem.from_uri(uri)
+    paths = [f"{root}/{unquote(p)}" for p in pa.table(table.get_add_actions()).column("path").to_pylist()]
+    return [p for p, info in zip(paths, fs.get_file_info(paths)) if info.type == pafs.FileType.NotFound]
+
+
+def restore_table(uri: str, version: int, *, commit: CommitInfo) -> int:
+    """Make the content of ``version`` the table's current content in a new commit
+    (delta-rs ``restore``, history kept); returns the new version. TableError when the
+    version cannot be read any more (log purged or files vacuumed)."""
+    uri = normalize_uri(uri)
+    gone = missing_files(uri, version)
+    if gone:
+        raise TableError(f"version {version} of {table_name(uri)} cannot be restored: "
+                         f"{len(gone)} of its data files were vacuumed")
+    table = open_table(uri)
+    table.restore(version, commit_properties=CommitProperties(custom_metadata=asdict(commit)))
+    return table_version(uri)
+
+
 # --- erasure: rows removed by key, then every older version purged -------------------------
 # DESIGN.md, "Privacy rules: Erasure". Normal operation never deletes history: tables keep
 # Delta's defaults (deleted files kept 7 days, log entries 30 days) so time travel and

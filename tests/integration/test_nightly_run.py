@@ -13,7 +13,8 @@ import pytest
 from deltalake import DeltaTable
 
 from jobs.pipeline import RunFailed, run_pipeline
-from jobs.publish import REASONS, read_shelf
+from jobs.publish import REASONS
+from jobs.reader import read_shelf
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
