@@ -132,6 +132,35 @@ class LineageSettings:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    # Landing events of the run date: share of records that must carry each key
+    # (event, account, content id) and a parseable timestamp / seconds value.
+    landing_key_mostly: float = 0.95
+    landing_value_mostly: float = 0.95
+    # Volume: the run date's landing rows within [low, high] x the median of the previous
+    # `volume_history_runs` successful runs; no check (a warning) with fewer than
+    # `volume_min_history` of them.
+    volume_band_low: float = 0.5
+    volume_band_high: float = 2.0
+    volume_history_runs: int = 7
+    volume_min_history: int = 3
+    # Representation (group shares in the catalog, the interactions and the training users).
+    min_group_share: float = 0.005  # below: flagged (warning)
+    max_group_share: float = 1.0  # above: blocking (1.0 = never; a one-language catalog is fine)
+    collapse_fraction: float = 0.5  # a user group below this x its previous share: blocking
+    max_kl_divergence: float = 0.1  # KL(current || previous) per population and dimension
+    # Direct identifiers that must not appear in any string column outside landing/.
+    identifier_patterns: tuple[str, ...] = (
+        r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}",  # email
+        r"\b(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])){3}\b",  # IPv4
+        r"\b(?:[0-9a-fA-F]{1,4}:){4,7}[0-9a-fA-F]{1,4}\b|\b[0-9a-fA-F]{1,4}::(?:[0-9a-fA-F]{1,4}:?)*",  # IPv6
+        r"^(?:acc|ml)-[0-9]+$",  # raw account ids (synthetic, MovieLens)
+    )
+    identifier_exempt_columns: tuple[str, ...] = ("content_id",)
+    data_docs: bool = True  # Great Expectations Data Docs under reports/<D>/quality/
+
+
+@dataclass(frozen=True)
 class Config:
     lakehouse: str = "./lakehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -141,6 +170,7 @@ class Config:
     rerank: RerankSettings = field(default_factory=RerankSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     lineage: LineageSettings = field(default_factory=LineageSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
     # Never printed, never hashed into the config hash, never written anywhere.
     pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
     code_version: str = "unknown"
@@ -233,6 +263,7 @@ _SECTIONS = {
     "rerank": RerankSettings,
     "audit": AuditSettings,
     "lineage": LineageSettings,
+    "quality": QualitySettings,
 }
 
 
@@ -307,6 +338,7 @@ def _validate(config: Config) -> Config:
     if set(audit.blocking) - set(AUDIT_THRESHOLDS):
         problems.append(f"audit.blocking names unknown thresholds {sorted(set(audit.blocking) - set(AUDIT_THRESHOLDS))}; "
                         f"known: {list(AUDIT_THRESHOLDS)}")
+    problems.extend(_quality_problems(config.quality))
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     return config
@@ -333,6 +365,29 @@ def _rerank_problems(rerank: RerankSettings, shelf_size: int) -> list[str]:
         problems.append("rerank.calibration_smoothing must be within (0, 1)")
     if not 0 <= rerank.explore_slots <= shelf_size or rerank.explore_spread < 0:
         problems.append("rerank.explore_slots must be within 0..shelf.size and rerank.explore_spread >= 0")
+    return problems
+
+
+def _quality_problems(q: QualitySettings) -> list[str]:
+    import re
+
+    problems = []
+    for name in ("landing_key_mostly", "landing_value_mostly", "min_group_share", "max_group_share", "collapse_fraction"):
+        if not 0 <= getattr(q, name) <= 1:
+            problems.append(f"quality.{name} must be within [0, 1]")
+    if not 0 < q.volume_band_low <= 1 <= q.volume_band_high:
+        problems.append("quality.volume_band_low must be within (0, 1] and quality.volume_band_high >= 1")
+    if q.volume_history_runs < 1 or not 1 <= q.volume_min_history <= q.volume_history_runs:
+        problems.append("quality.volume_min_history must be within [1, quality.volume_history_runs]")
+    if q.max_kl_divergence < 0:
+        problems.append("quality.max_kl_divergence must be >= 0")
+    if q.min_group_share > q.max_group_share:
+        problems.append("quality.min_group_share must be <= quality.max_group_share")
+    for pattern in q.identifier_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"quality.identifier_patterns: {pattern!r} is not a regular expression ({exc})")
     return problems
 
 

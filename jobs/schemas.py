@@ -292,6 +292,25 @@ AUDIT = StructType(
     ]
 )
 
+# Every Great Expectations result of a run (jobs.quality), one row per expectation, plus
+# the observed profiles (suite "volume"/"representation", severity "observation") that
+# later runs compare with. Never an identifier: unexpected values of sensitive frames
+# are kept as counts only.
+QUALITY_RESULTS = StructType(
+    [
+        StructField("run_id", StringType(), False),
+        StructField("run_date", StringType(), False),
+        StructField("stage", StringType(), False),  # the stage that ran the suite
+        StructField("suite", StringType(), False),
+        StructField("expectation", StringType(), False),  # type(column, kwargs), readable
+        StructField("severity", StringType(), False),  # blocking | warning | observation
+        StructField("success", BooleanType(), False),
+        StructField("observed_value", StringType()),  # JSON
+        StructField("details", StringType()),  # JSON: counts, or groups/columns at fault
+        StructField("checked_at", StringType(), False),
+    ]
+)
+
 # Every table fairshelf writes, by "layer/name": its schema is its allow-list.
 TABLES: dict[str, StructType] = {
     "silver/events": SILVER_EVENTS,
@@ -309,6 +328,8 @@ TABLES: dict[str, StructType] = {
     "gold/lineage": LINEAGE,
     "gold/erasure_log": ERASURE_LOG,
     "gold/audit": AUDIT,
+    "gold/quality_results": QUALITY_RESULTS,  # the quality stage's suites
+    "gold/output_quality_results": QUALITY_RESULTS,  # suites run by later stages (recommendations)
 }
 
 

@@ -10,7 +10,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "ingest": ("erasure",),
     "privacy": ("erasure",),
     "features": ("ingest", "privacy"),
-    "train": ("features",),
+    "quality": ("features",),  # Great Expectations gates: nothing unchecked reaches the model
+    "train": ("quality",),
     "rerank": ("train",),
     "publish": ("rerank",),
 }

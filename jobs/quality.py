@@ -1,0 +1,423 @@
+"""Quality stage: Great Expectations gates between features and train.
+
+The suites are Great Expectations 1.x JSON in ``expectations/``, one per table or profile
+frame, loaded with GE's own ``ExpectationSuite`` and run against Spark DataFrames through
+an ephemeral GE context; nothing here builds an expectation. Values that change per run
+(run date bounds, the volume band, configured bounds) are suite parameters
+(``{"$PARAMETER": ...}``) supplied at validation time.
+
+Each expectation's severity is GE's own ``severity`` field: ``critical`` is blocking (the
+run fails before publish), ``warning`` is recorded only. A GE checkpoint reports failure
+without raising; ``raise_on_blocking`` turns blocking failures into ``GateFailed``.
+
+Cost: each frame is cached once and validated once (GE bundles the aggregate metrics of a
+suite); checks across groups or runs validate small profile frames
+(``jobs.quality_profiles``) computed in one pass each.
+
+Every result lands in ``gold/quality_results`` (one commit per run date; a rerun replaces
+it), with the observed volume and group shares that later runs compare with, and GE's
+Data Docs HTML is built under ``reports/<D>/quality/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import quality_profiles as qp
+from jobs import tables
+from jobs.config import Config
+from jobs.runs import utc_now
+from jobs.schemas import QUALITY_RESULTS, VIEWING_EVENTS
+from jobs.stage import GateFailed, StageError, StageResult, days_up_to, read_landing, stage_main
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+SEVERITIES = {"critical": "blocking", "warning": "warning", "info": "warning"}
+OBSERVATION = "observation"  # result rows that store a profile for later runs
+log = logging.getLogger(__name__)
+
+
+class QualityError(StageError):
+    """A suite cannot be loaded or run (not a failed expectation: see GateFailed)."""
+
+
+@dataclass
+class SuiteOutcome:
+    """The result of one suite on one frame: rows for gold/quality_results, and one line
+    per blocking failure and per warning."""
+
+    suite: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    blocking_failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return not self.blocking_failures
+
+
+def load_suite(name: str, suites_dir: Path = SUITES_DIR):
+    """The suite ``expectations/<name>.json``, deserialized by Great Expectations."""
+    from great_expectations.core import ExpectationSuite
+
+    path = suites_dir / f"{name}.json"
+    if not path.is_file():
+        raise QualityError(f"no expectation suite {path}: add it (GE 1.x suite JSON) or fix the name")
+    try:
+        return ExpectationSuite(**json.loads(path.read_text()))
+    except Exception as exc:  # GE raises several types for a malformed suite
+        raise QualityError(f"expectation suite {path} is not a valid GE 1.x suite: {exc}") from exc
+
+
+def describe_expectation(config: Any) -> str:
+    """``type(column, other kwargs)`` with parameters resolved, for rows and messages."""
+    kwargs = {k: v for k, v in dict(config.kwargs).items() if k not in {"batch_id", "result_format"}}
+    column = kwargs.pop("column", None) or kwargs.pop("column_list", None)
+    if "column_A" in kwargs:
+        column = f"{kwargs.pop('column_A')}, {kwargs.pop('column_B')}"
+    kwargs.pop("condition_parser", None)
+    parts = [str(column)] if column is not None else []
+    parts += [f"{k}={json.dumps(v, default=str)}" for k, v in sorted(kwargs.items()) if v is not None]
+    return f"{config.type}({', '.join(parts)})"
+
+
+def observed_value(result: dict[str, Any]) -> Any:
+    """What GE observed: an aggregate's value, or unexpected/checked counts."""
+    if "observed_value" in result:
+        return result["observed_value"]
+    if "unexpected_count" in result:
+        return {"unexpected": result["unexpected_count"], "checked": result.get("element_count")}
+    return None
+
+
+def result_details(result: dict[str, Any], sensitive: bool) -> dict[str, Any] | None:
+    """Which rows were at fault: for a profile frame the groups/columns (index columns), for
+    a frame holding identifiers or user keys nothing but counts."""
+    if not result:
+        return None
+    counts = {k: result[k] for k in ("unexpected_count", "missing_count", "element_count") if k in result}
+    if sensitive:
+        return counts or None
+    at_fault = result.get("partial_unexpected_index_list") or result.get("partial_unexpected_list")
+    return {**counts, "at_fault": at_fault} if at_fault else (counts or None)
+
+
+class Validator:
+    """An ephemeral Great Expectations context with a Spark data source, reused for every
+    frame of a run; optionally keeps results for Data Docs under ``docs_dir``."""
+
+    def __init__(self, docs_dir: str | None = None):
+        import great_expectations as gx
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.source = self.context.data_sources.add_spark("fairshelf")
+        self.docs_dir = docs_dir
+        if docs_dir:
+            self.context.add_data_docs_site(
+                site_name="fairshelf",
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": docs_dir},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+
+    def validate(
+        self, df: DataFrame, suite_name: str, parameters: dict[str, Any], *, frame: str | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Run ``suite_name`` on ``df``; returns GE's result and the suite's fairshelf meta."""
+        suite = load_suite(suite_name)
+        meta = dict(suite.meta.get("fairshelf", {}))
+        suite = self.context.suites.add_or_update(suite)
+        asset = self.source.add_dataframe_asset(frame or suite_name)
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        definition = self.context.validation_definitions.add(
+            self.gx.ValidationDefinition(name=frame or suite_name, data=batch_definition, suite=suite)
+        )
+        result = definition.run(
+            batch_parameters={"dataframe": df},
+            expectation_parameters=parameters,
+            result_format=result_format(meta),
+        )
+        return result, meta
+
+    def build_docs(self) -> str | None:
+        if not self.docs_dir:
+            return None
+        self.context.build_data_docs(site_names=["fairshelf"])
+        return str(Path(self.docs_dir) / "index.html")
+
+
+def result_format(meta: dict[str, Any]) -> dict[str, Any]:
+    """No unexpected values of sensitive frames anywhere (results, Data Docs); for profile
+    frames, the index columns that name the groups or columns at fault."""
+    if meta.get("sensitive", True):
+        return {"result_format": "BASIC", "partial_unexpected_count": 0}
+    found = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+    if meta.get("index_columns"):
+        found["unexpected_index_column_names"] = list(meta["index_columns"])
+    return found
+
+
+def outcome_rows(
+    suite_name: str, ge_result: Any, meta: dict[str, Any], stage: str, run_id: str, run_date: date
+) -> SuiteOutcome:
+    """Turn GE's validation result into gold/quality_results rows and failure lines."""
+    outcome = SuiteOutcome(suite_name)
+    checked_at = utc_now().isoformat()
+    sensitive = meta.get("sensitive", True)
+    for item in ge_result.results:
+        config = item.expectation_config
+        severity = SEVERITIES.get(str(getattr(config.severity, "value", config.severity)), "blocking")
+        described = describe_expectation(config)
+        observed = observed_value(item.result or {})
+        if item.exception_info and item.exception_info.get("raised_exception"):
+            observed = {"error": str(item.exception_info.get("exception_message"))[:300]}
+        details = result_details(item.result or {}, sensitive)
+        outcome.rows.append(
+            {
+                "run_id": run_id,
+                "run_date": run_date.isoformat(),
+                "stage": stage,
+                "suite": suite_name,
+                "expectation": described,
+                "severity": severity,
+                "success": bool(item.success),
+                "observed_value": json.dumps(observed, default=str),
+                "details": json.dumps(details, default=str) if details else None,
+                "checked_at": checked_at,
+            }
+        )
+        if not item.success:
+            fault = f" at {json.dumps(details['at_fault'], default=str)}" if details and details.get("at_fault") else ""
+            line = f"{suite_name}: {described} observed {json.dumps(observed, default=str)}{fault}"
+            (outcome.blocking_failures if severity == "blocking" else outcome.warnings).append(line)
+    return outcome
+
+
+def validate_frame(
+    df: DataFrame,
+    suite_name: str,
+    parameters: dict[str, Any],
+    config: Config,
+    run_id: str,
+    run_date: date,
+    *,
+    stage: str = "quality",
+    validator: Validator | None = None,
+    scan_identifiers: bool = True,
+) -> list[SuiteOutcome]:
+    """Validate ``df`` with ``expectations/<suite_name>.json`` and, unless
+    ``scan_identifiers`` is false, its string columns for identifier-like values (the
+    ``identifiers`` suite). Returns the outcomes (record them with ``record_results``,
+    then gate with ``raise_on_blocking``). The frame is cached for the validation."""
+    validator = validator or Validator()
+    df = df.cache()
+    try:
+        ge_result, meta = validator.validate(df, suite_name, parameters, frame=suite_name)
+        outcomes = [outcome_rows(suite_name, ge_result, meta, stage, run_id, run_date)]
+        if scan_identifiers:
+            outcomes.append(
+                validate_identifiers({suite_name: df}, config, run_id, run_date, stage=stage, validator=validator)
+            )
+    finally:
+        df.unpersist()
+    return outcomes
+
+
+def validate_identifiers(
+    frames: dict[str, DataFrame],
+    config: Config,
+    run_id: str,
+    run_date: date,
+    *,
+    stage: str = "quality",
+    validator: Validator | None = None,
+) -> SuiteOutcome:
+    """The ``identifiers`` suite on the identifier counts of every string column of ``frames``."""
+    validator = validator or Validator()
+    q = config.quality
+    counts = None
+    for name, df in frames.items():
+        one = qp.identifier_counts(df, name, q.identifier_patterns, q.identifier_exempt_columns)
+        counts = one if counts is None else counts.unionByName(one)
+    ge_result, meta = validator.validate(counts, "identifiers", {}, frame=f"identifiers:{','.join(frames)}")
+    return outcome_rows("identifiers", ge_result, meta, stage, run_id, run_date)
+
+
+def record_results(
+    spark: SparkSession, result: StageResult, outcomes: Iterable[SuiteOutcome],
+    extra_rows: Sequence[dict[str, Any]] = (), table: str = "gold/quality_results",
+) -> int:
+    """Write every outcome's rows (and ``extra_rows``) as the run date's partition of
+    ``table``: one commit; a rerun of the date replaces it. Stages other than quality use
+    ``gold/output_quality_results``."""
+    rows = [row for outcome in outcomes for row in outcome.rows] + list(extra_rows)
+    return result.write(spark.createDataFrame(rows, QUALITY_RESULTS), table)
+
+
+def raise_on_blocking(gate: str, outcomes: Iterable[SuiteOutcome]) -> None:
+    """``GateFailed`` naming every failed blocking expectation and its observed value."""
+    failures = [line for outcome in outcomes for line in outcome.blocking_failures]
+    if failures:
+        raise GateFailed(gate, failures)
+
+
+# -- history: what earlier run dates observed (never "latest" by wall clock) ----------
+
+def previous_observations(
+    spark: SparkSession, result: StageResult, config: Config, suite: str
+) -> list[tuple[str, str]]:
+    """(run_date, observed_value) of ``suite``'s observation rows of successful quality
+    runs before the run date, oldest first (one per run date: its last check)."""
+    uri = config.table("gold", "quality_results")
+    if tables.table_version(uri) is None:
+        return []
+    day = result.run_date.isoformat()
+    rows = (
+        result.read(spark, "gold/quality_results")
+        .where((F.col("run_date") < day) & (F.col("suite") == suite) & (F.col("severity") == OBSERVATION))
+        .where(F.col("success"))
+        .select("run_date", "observed_value", "checked_at")
+        .collect()
+    )
+    latest: dict[str, tuple[str, str]] = {}
+    for row in rows:
+        if row["run_date"] not in latest or row["checked_at"] > latest[row["run_date"]][0]:
+            latest[row["run_date"]] = (row["checked_at"], row["observed_value"])
+    return [(d, latest[d][1]) for d in sorted(latest)]
+
+
+def observation_row(
+    result: StageResult, suite: str, what: str, value: Any, passed: bool
+) -> dict[str, Any]:
+    """A gold/quality_results row storing an observed profile for later runs."""
+    return {
+        "run_id": result.run_id,
+        "run_date": result.run_date.isoformat(),
+        "stage": result.stage,
+        "suite": suite,
+        "expectation": what,
+        "severity": OBSERVATION,
+        "success": passed,
+        "observed_value": json.dumps(value, default=str),
+        "details": None,
+        "checked_at": utc_now().isoformat(),
+    }
+
+
+def suite_parameters(config: Config, run_date: date, band: qp.VolumeBand) -> dict[str, Any]:
+    """Every ``$PARAMETER`` the quality stage's suites use, for ``run_date``."""
+    q = config.quality
+    first = run_date - timedelta(days=config.shelf.history_days - 1)
+    return {
+        "run_date": run_date.isoformat(),
+        "first_day": first.isoformat(),
+        "max_watch_seconds": config.privacy.max_watch_seconds,
+        "landing_key_mostly": q.landing_key_mostly,
+        "landing_value_mostly": q.landing_value_mostly,
+        # Without enough history the band is [0, unbounded): the warning "trailing_median
+        # not null" records that the volume was not compared.
+        "volume_min_rows": band.min_rows if band.min_rows is not None else 0,
+        "volume_max_rows": band.max_rows,
+        "min_group_share": q.min_group_share,
+        "max_group_share": q.max_group_share,
+        "collapse_fraction": q.collapse_fraction,
+        "max_kl_divergence": q.max_kl_divergence,
+    }
+
+
+def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
+    """Validate the landing events of D, silver/events (window), user_features, content,
+    interactions and the representation/volume/identifier profiles; record every result
+    in gold/quality_results and Data Docs; fail on any blocking expectation."""
+    from jobs.ingest import events_path
+
+    result = StageResult("quality", run_date, run_id, config)
+    day = run_date.isoformat()
+    started = time.perf_counter()
+    landing = read_landing(spark, events_path(config, day), VIEWING_EVENTS).cache()
+    content = result.read(spark, "silver/content", [day]).cache()
+    events = qp.with_content_in_catalog(
+        result.read(spark, "silver/events", days_up_to(run_date, config.shelf.history_days)), content
+    ).cache()
+    users = result.read(spark, "silver/user_features", [day]).cache()
+    interactions = result.read(spark, "silver/interactions", [day]).cache()
+
+    counts = [json.loads(v) for _, v in previous_observations(spark, result, config, "volume")]
+    q = config.quality
+    band = qp.volume_band(
+        landing.count(), counts[-q.volume_history_runs:], q.volume_min_history, q.volume_band_low, q.volume_band_high
+    )
+    previous = previous_observations(spark, result, config, "representation")
+    previous_shares = spark.createDataFrame(
+        [tuple(r) for r in json.loads(previous[-1][1])] if previous else [], qp.SHARES
+    )
+    profile = qp.with_previous_shares(qp.group_shares(interactions, users, content), previous_shares).cache()
+    parameters = suite_parameters(config, run_date, band)
+
+    docs_dir = str(Path(config.report_dir(day)) / "quality") if q.data_docs else None
+    validator = Validator(docs_dir)
+    frames = {
+        "landing_events": landing,
+        "volume": spark.createDataFrame([qp.volume_row(band)], qp.VOLUME),
+        "silver_events": events,
+        "user_features": users,
+        "content": content,
+        "interactions": interactions,
+        "representation": profile,
+        "representation_drift": qp.representation_drift(profile),
+    }
+    outcomes = []
+    for suite_name, frame in frames.items():
+        ge_result, meta = validator.validate(frame, suite_name, parameters)
+        outcomes.append(outcome_rows(suite_name, ge_result, meta, "quality", run_id, run_date))
+    silver = {name: frames[name] for name in ("silver_events", "user_features", "content", "interactions")}
+    outcomes.append(validate_identifiers(silver, config, run_id, run_date, validator=validator))
+    validation_seconds = time.perf_counter() - started
+
+    passed = all(o.success for o in outcomes)
+    shares = [[r["population"], r["dimension"], r["group"], r["share"]] for r in profile.where("group_count > 0").collect()]
+    observations = [
+        observation_row(result, "volume", "observed landing_rows", band.landing_rows, passed),
+        observation_row(result, "representation", "observed group shares", sorted(shares), passed),
+    ]
+    record_results(spark, result, outcomes, observations)
+    docs = validator.build_docs()
+    for frame in (landing, content, events, users, interactions, profile):
+        frame.unpersist()
+
+    warnings = [w for o in outcomes for w in o.warnings]
+    for line in warnings:
+        log.warning("quality warning: %s", line)
+    result.metrics.update(
+        validation_seconds=round(validation_seconds, 2),
+        expectations=sum(len(o.rows) for o in outcomes),
+        blocking_failures=sum(len(o.blocking_failures) for o in outcomes),
+        warnings=len(warnings),
+        warning_messages=warnings[:20],
+        suites={o.suite: o.success for o in outcomes},
+        landing_rows=band.landing_rows,
+        volume_trailing_median=band.trailing_median,
+        data_docs=docs,
+    )
+    raise_on_blocking("quality", outcomes)
+    return result
+
+
+def main() -> None:
+    stage_main(run)
+
+
+if __name__ == "__main__":
+    main()
