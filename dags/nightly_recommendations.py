@@ -8,28 +8,37 @@ One DAG run builds and publishes the recommendation shelves of **one day D**.
   (`jobs.airflow_tasks.run_date_for`). A manual run or `airflow dags test
   nightly_recommendations 2026-11-27` is for the day before its logical date as well.
   Every task of a run works on that fixed partition, never on "now" or "latest".
-- **Tasks.** One task per stage of `jobs.pipeline` (`ingest`, `privacy`, `features`,
-  `train`, `publish`), each calling `jobs.pipeline.run_stage`, wired like
-  `jobs.pipeline.UPSTREAM`. `record_run` runs when all of them are done, whatever
+- **Tasks.** One task per stage of `jobs.stage_graph.UPSTREAM` (`erasure`, `ingest`,
+  `privacy`, `features`, ... `publish`), each calling `jobs.pipeline.run_stage`, wired
+  like it. `record_run` runs when all of them are done, whatever
   their state: it appends the run's row to `gold/runs` and writes
   `reports/<D>/index.html`, as `succeeded` or as `failed` naming the first failed stage
   and its error. After recording a failure it fails too, so the DAG run fails.
 - **Run id.** `airflow__<Airflow run id, made safe as a folder name>__c<clear number>`.
   Retries of a task reuse it (the tables layer replaces the day's partition); clearing
   the DAG run starts a new fairshelf run with a new id and model folder.
-- **Assets.** `publish` emits `fairshelf.gold.recommendations` and
-  `fairshelf.gold.default_recommendations`, `record_run` emits `fairshelf.gold.runs`
-  (URIs `x-fairshelf://gold/<table>`, relative to the lakehouse; each event's extra holds
-  the run id, D, the table's location and the Delta version written).
+- **Assets.** `quality` emits `fairshelf.gold.quality_results`, `audit`
+  `fairshelf.gold.audit`, `publish` `fairshelf.gold.recommendations` and
+  `fairshelf.gold.default_recommendations`, `record_run` `fairshelf.gold.runs` and
+  `fairshelf.gold.lineage` (URIs `x-fairshelf://gold/<table>`, relative to the lakehouse;
+  each event's extra holds the run id, D, the table's location and the Delta version
+  written). A run is published when its `gold/runs` row is written, so downstream DAGs
+  schedule on `fairshelf.gold.runs` (emitted for succeeded runs only); see
+  `dags/downstream_example.py`.
 - **Settings.** The lakehouse and Spark come from `FAIRSHELF_*` environment variables
   (`jobs.config`). The pseudonymization key is the password of the Airflow connection
   `fairshelf_pseudonym_key`, or `FAIRSHELF_PSEUDONYM_KEY` when that connection does not
   exist. See `infra/airflow/README.md`.
 - **Reruns.** Clear the whole DAG run (every task), or run `fairshelf run --date D`.
   Clearing only some tasks starts a new attempt that would build on the old attempt's
-  results; the first re-run stage then fails and says so. Backfill days D1..D2 with
-  `airflow backfill create --dag-id nightly_recommendations --from-date D1+1
-  --to-date D2+1T02:30:00+00:00` (logical dates are the nights after the days).
+  results; the first re-run stage then fails and says so.
+- **Backfills.** Days D1..D2: `airflow backfill create --dag-id nightly_recommendations
+  --from-date D1+1 --to-date D2+1T02:30:00+00:00 --max-active-runs 1` (logical dates
+  are the nights after the days). `--max-active-runs 1` keeps the nights in date order:
+  a backfill's concurrency is its own, not the DAG's. Safe to interrupt: each night
+  replaces its own partitions and the last recorded run stays published. Pause or cancel
+  the backfill (UI, or `PUT /api/v2/backfills/<id>/pause|cancel`); resume with the same
+  command and `--reprocess-behavior failed` (succeeded nights are skipped).
 """
 
 from __future__ import annotations
