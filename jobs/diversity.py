@@ -172,6 +172,7 @@ class _Batch:
     valid: np.ndarray
     relevance: np.ndarray
     genres: np.ndarray  # (U, N, g) bool
+    genre_bits: np.ndarray | None  # (U, N) uint64 genre masks (None beyond 64 genres)
     genre_share: np.ndarray  # (U, N, g)
     provider: np.ndarray  # (U, N), -1 unknown or padding
     underrepresented: np.ndarray  # (U, N)
@@ -186,7 +187,7 @@ class _Batch:
     explore_slots: np.ndarray  # (U,)
 
     def subset(self, rows: np.ndarray) -> "_Batch":
-        return _Batch(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
+        return _Batch(*(None if getattr(self, f) is None else getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
 
 def spread(user_seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -218,6 +219,7 @@ def _batch(candidates, scores, engaged, history_mix, catalog: CatalogArrays, set
         valid=valid,
         relevance=rel,
         genres=genres,
+        genre_bits=_genre_bits(genres),
         genre_share=share,
         provider=np.where(valid, catalog.provider[ids], -1),
         underrepresented=under,
@@ -242,6 +244,34 @@ def _underrepresented_target(settings, length: np.ndarray, catalog: CatalogArray
     return np.ceil(settings.min_underrepresented_share * length - 1e-9).astype(np.int64)
 
 
+def _genre_bits(genres: np.ndarray) -> np.ndarray | None:
+    """Genre sets as 64-bit masks (None beyond 64 genres): set operations in one word."""
+    if genres.shape[-1] > 64:
+        return None
+    weights = np.left_shift(np.uint64(1), np.arange(genres.shape[-1], dtype=np.uint64))
+    return (genres.astype(np.uint64) * weights).sum(axis=-1, dtype=np.uint64)
+
+
+def _within_genre_cap(b: _Batch, genre_counts: np.ndarray) -> np.ndarray:
+    """(U, N): adding the candidate keeps every genre within the cap (counts grow by one
+    per pick, so a genre is closed once it reaches the cap)."""
+    full = genre_counts >= b.genre_cap[:, None]
+    if b.genre_bits is None:
+        return ~(b.genres & full[:, None, :]).any(axis=2)
+    return (b.genre_bits & _genre_bits(full)[:, None]) == 0
+
+
+def _genre_similarity(b: _Batch, rows: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """(U, N) Jaccard similarity of each candidate's genres with the pick's (two genre-less
+    titles are identical), as ``jobs.metrics.genre_jaccard_similarity``."""
+    if b.genre_bits is None:
+        return genre_jaccard_similarity(b.genres, b.genres[rows, best][:, None, :])
+    picked = b.genre_bits[rows, best][:, None]
+    inter = np.bitwise_count(b.genre_bits & picked).astype(np.float64)
+    union = np.bitwise_count(b.genre_bits | picked).astype(np.float64)
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)
+
+
 def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions (U, k), explore (U, k) and relaxed flags (U, len(FLAGS)) of one pass."""
     n_users, width = b.valid.shape
@@ -261,7 +291,7 @@ def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, n
         active = step < b.length
         remaining = b.length - step
         explore_step = active & (step >= b.length - b.explore_slots)
-        genre_ok = ~((genre_counts[:, None, :] + b.genres) > b.genre_cap[:, None, None]).any(axis=2)
+        genre_ok = _within_genre_cap(b, genre_counts)
         provider_ok = (provider_counts < cap_provider) | (b.provider < 0) if cap_provider > 0 else available
         forced = (b.underrepresented_needed - under_picked) >= remaining
         under_ok = ~forced[:, None] | b.underrepresented
@@ -295,8 +325,7 @@ def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, n
         under_picked += b.underrepresented[rows, best] & picked
         best_provider = np.where(picked, b.provider[rows, best], -1)
         provider_counts += (b.provider == best_provider[:, None]) & (best_provider[:, None] >= 0)
-        best_genres = b.genres[rows, best][:, None, :]
-        similarity = genre_jaccard_similarity(b.genres, best_genres)
+        similarity = _genre_similarity(b, rows, best)
         max_similarity = np.where(picked[:, None], np.maximum(max_similarity, similarity), max_similarity)
     return positions, explore, relaxed
 
