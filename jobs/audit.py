@@ -7,8 +7,10 @@ shelves that get published).
 
 User side (does quality depend on who the user is?): the train stage's holdout
 (``silver/holdout_candidates`` from a model that never saw ``silver/holdout``) is turned
-into both kinds of shelves; each validation user's nDCG@k and recall@k of the first
-``audit.k`` titles (``jobs.metrics.ranking_metrics_per_user``) are disaggregated with
+into both kinds of shelves; each validation user's nDCG and recall of the first
+``audit.k`` titles (10 by default, as the offline evaluation) and of the whole shelf
+(``shelf.size``: the re-ranker mostly acts past the first positions, so the trade-off
+shows there) (``jobs.metrics.ranking_metrics_per_user``) are disaggregated with
 ``fairlearn.metrics.MetricFrame`` by ``age_band``, ``gender`` and ``region``, separately.
 Users whose value was suppressed for k-anonymity (null) form the group ``*``; it and groups
 with fewer than ``audit.min_group_users`` users are reported but left out of the
@@ -28,7 +30,7 @@ shelves stay live.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -40,6 +42,7 @@ from scipy.sparse import csr_matrix
 from jobs.config import AuditSettings, Config
 from jobs.exposure import SHELF_KINDS, item_side_rows, title_profile
 from jobs.metrics import ranking_metrics_per_user
+from jobs.rerank import filter_top_k, rerank_candidates
 from jobs.schemas import TABLES
 from jobs.stage import GateFailed, StageResult, stage_main
 
@@ -50,13 +53,14 @@ SUPPRESSED_GROUP = "*"  # a quasi-identifier suppressed for k-anonymity (null in
 # --- user side ----------------------------------------------------------------------------
 
 
-def per_user_quality(shelves: pd.DataFrame, holdout: pd.DataFrame, k: int) -> pd.DataFrame:
-    """nDCG@k and recall@k of every holdout user: ``shelves`` (user_key, rank, content_id)
-    scored against ``holdout`` (user_key, content_id). A holdout user without a shelf
-    scores 0. Columns: user_key, ``ndcg@k``, ``recall@k``."""
+def per_user_quality(shelves: pd.DataFrame, holdout: pd.DataFrame, cutoffs: Sequence[int]) -> pd.DataFrame:
+    """nDCG@k and recall@k, for each k of ``cutoffs``, of every holdout user: ``shelves``
+    (user_key, rank, content_id) scored against ``holdout`` (user_key, content_id). A
+    holdout user without a shelf scores 0. Columns: user_key, ``ndcg@k``, ``recall@k``..."""
     users = np.sort(holdout["user_key"].unique())
+    columns = [f"{m}@{k}" for k in cutoffs for m in ("ndcg", "recall")]
     if len(users) == 0:
-        return pd.DataFrame({"user_key": [], f"ndcg@{k}": [], f"recall@{k}": []})
+        return pd.DataFrame({c: [] for c in ["user_key", *columns]})
     titles = np.unique(np.concatenate([holdout["content_id"].to_numpy(), shelves["content_id"].to_numpy()]))
     user_row = pd.Series(np.arange(len(users)), index=users)
     title_col = pd.Series(np.arange(len(titles)), index=titles)
@@ -65,13 +69,15 @@ def per_user_quality(shelves: pd.DataFrame, holdout: pd.DataFrame, k: int) -> pd
         shape=(len(users), len(titles)),
     )
     relevant.data[:] = 1.0
-    top = shelves[(shelves["rank"] <= k) & shelves["user_key"].isin(user_row.index)]
-    recommended = np.full((len(users), k), -1, dtype=np.int64)
+    width = max(cutoffs)
+    top = shelves[(shelves["rank"] <= width) & shelves["user_key"].isin(user_row.index)]
+    recommended = np.full((len(users), width), -1, dtype=np.int64)
     recommended[user_row[top["user_key"]].to_numpy(), top["rank"].to_numpy() - 1] = title_col[top["content_id"]].to_numpy()
-    scores = ranking_metrics_per_user(recommended, relevant, k)
-    return pd.DataFrame(
-        {"user_key": users[scores["users"]], f"ndcg@{k}": scores[f"ndcg@{k}"], f"recall@{k}": scores[f"recall@{k}"]}
-    )
+    out = pd.DataFrame({"user_key": users})
+    for k in cutoffs:
+        scores = ranking_metrics_per_user(recommended, relevant, k)  # every holdout user has a relevant title
+        out[f"ndcg@{k}"], out[f"recall@{k}"] = scores[f"ndcg@{k}"], scores[f"recall@{k}"]
+    return out
 
 
 def group_labels(values: pd.Series) -> pd.Series:
@@ -119,12 +125,15 @@ def group_quality(quality: pd.DataFrame, labels: pd.Series, metrics: list[str], 
     return out
 
 
-def user_side_rows(quality: dict[str, pd.DataFrame], users: pd.DataFrame, k: int, min_users: int) -> list[dict]:
+def user_side_rows(
+    quality: dict[str, pd.DataFrame], users: pd.DataFrame, cutoffs: Sequence[int], min_users: int
+) -> list[dict]:
     """The user-side audit rows: for each kind of shelf (``quality``: kind -> per-user
-    quality), overall nDCG@k and recall@k, ``holdout_users``, and per dimension of
-    ``USER_DIMENSIONS`` each group's means and ``users``, and the between-group
-    ``<metric>_difference`` and ``<metric>_ratio`` (group None) and ``groups_compared``."""
-    metrics = [f"ndcg@{k}", f"recall@{k}"]
+    quality), overall nDCG@k and recall@k for each k of ``cutoffs``, ``holdout_users``,
+    and per dimension of ``USER_DIMENSIONS`` each group's means and ``users``, and the
+    between-group ``<metric>_difference`` and ``<metric>_ratio`` (group None) and
+    ``groups_compared``; then ``ndcg@k_relative_drop`` of the re-ranked shelves."""
+    metrics = [f"{m}@{k}" for k in cutoffs for m in ("ndcg", "recall")]
     rows: list[dict] = []
 
     def row(metric, value, dimension=None, group=None, shelves=None):
@@ -147,8 +156,9 @@ def user_side_rows(quality: dict[str, pd.DataFrame], users: pd.DataFrame, k: int
                 row(f"{m}_ratio", groups["ratio"][m], dimension, None, kind)
             row("groups_compared", len(groups["compared"]), dimension, None, kind)
     if set(SHELF_KINDS) <= set(quality):
-        before, after = (quality[kind][f"ndcg@{k}"].mean() for kind in SHELF_KINDS)
-        row(f"ndcg@{k}_relative_drop", 1.0 - after / before if before > 0 else None, shelves="reranked")
+        for k in cutoffs:
+            before, after = (quality[kind][f"ndcg@{k}"].mean() for kind in SHELF_KINDS)
+            row(f"ndcg@{k}_relative_drop", 1.0 - after / before if before > 0 else None, shelves="reranked")
     return rows
 
 
@@ -209,8 +219,6 @@ def _shelf_rows(shelves: DataFrame, k: int) -> pd.DataFrame:
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """Audit the run's shelves (module doc) into gold/audit; fail before publish when a
     blocking threshold is missed."""
-    from jobs.rerank import filter_top_k, rerank_candidates  # the re-ranker's contract
-
     day = [run_date.isoformat()]
     result = StageResult("audit", run_date, run_id, config)
     settings, size = config.audit, config.shelf.size
@@ -228,11 +236,12 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
             holdout_candidates, content, holdout_history(interactions, holdout), config.rerank, size
         ),
     }
+    cutoffs = sorted({settings.k, size})
     holdout_pairs = holdout.select("user_key", "content_id").toPandas()
-    quality = {kind: per_user_quality(_shelf_rows(s, settings.k), holdout_pairs, settings.k)
+    quality = {kind: per_user_quality(_shelf_rows(s, size), holdout_pairs, cutoffs)
                for kind, s in holdout_shelves.items()}
     user_groups = users.select("user_key", *USER_DIMENSIONS).toPandas()
-    rows = user_side_rows(quality, user_groups, settings.k, settings.min_group_users)
+    rows = user_side_rows(quality, user_groups, cutoffs, settings.min_group_users)
 
     profile = title_profile(
         content, interactions, {"unconstrained": filter_top_k(candidates, size), "reranked": shelves}
@@ -249,8 +258,8 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         checks_failed=sum(1 for r in checked if not r["passed"]),
         blocking_failed=len(failures),
         holdout_users=int(len(quality["reranked"])),
-        **{f"{kind}_ndcg@{settings.k}": round(float(q[f"ndcg@{settings.k}"].mean()), 4) if len(q) else None
-           for kind, q in quality.items()},
+        **{f"{kind}_ndcg@{k}": round(float(q[f"ndcg@{k}"].mean()), 4) if len(q) else None
+           for kind, q in quality.items() for k in cutoffs},
     )
     if failures:
         raise GateFailed("fairness", failures)

@@ -108,9 +108,9 @@ class AuditSettings:
     k: int = 10  # user side: nDCG@k and recall@k of the first k titles of each shelf
     min_group_users: int = 30  # groups with fewer holdout users are reported, not compared
     head_share: float = 0.8  # the head: most-watched titles making up this share of consumption
-    min_group_ndcg_ratio: float = 0.5  # lowest / highest group nDCG@k, per dimension
-    max_exposure_gini: float = 0.95  # Gini of title exposure over the catalog
-    min_long_tail_share: float = 0.1  # share of shelf slots given to titles outside the head
+    min_group_ndcg_ratio: float = 0.6  # lowest / highest group nDCG@k, per dimension
+    max_exposure_gini: float = 0.9  # Gini of title exposure over the catalog
+    min_long_tail_share: float = 0.05  # share of shelf slots given to titles outside the head
     max_ndcg_drop: float = 0.10  # relative nDCG@k drop, re-ranked vs unconstrained
     # thresholds that fail the run (on the re-ranked shelves); the others are reported only
     blocking: tuple[str, ...] = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share")

@@ -77,6 +77,8 @@ def audit_plots(audit) -> list[str]:
     images = []
     user = audit[(audit["side"] == "user") & audit["group"].notna()]
     ndcg = user[user["metric"].str.fullmatch(r"ndcg@\d+")]
+    if len(ndcg):  # the shortest cutoff (audit.k)
+        ndcg = ndcg[ndcg["metric"] == min(set(ndcg["metric"]), key=lambda m: int(m.split("@")[1]))]
     if len(ndcg):
         dims = list(dict.fromkeys(ndcg["group_dimension"]))
         fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 3.2), squeeze=False)

@@ -30,7 +30,7 @@ def pairs(rows):
 def test_per_user_quality_by_hand():
     shelves = shelf([("u1", 1, "a"), ("u1", 2, "b"), ("u2", 1, "c"), ("u2", 2, "a"), ("u2", 3, "d")])
     holdout = pairs([("u1", "a"), ("u2", "a"), ("u2", "x"), ("u3", "a")])
-    quality = per_user_quality(shelves, holdout, k=2).set_index("user_key")
+    quality = per_user_quality(shelves, holdout, cutoffs=[2, 3]).set_index("user_key")
     # u1: hit at rank 1 of 1 relevant -> nDCG 1, recall 1
     assert quality.loc["u1", "ndcg@2"] == pytest.approx(1.0)
     assert quality.loc["u1", "recall@2"] == pytest.approx(1.0)
@@ -38,6 +38,8 @@ def test_per_user_quality_by_hand():
     idcg = 1 + 1 / math.log2(3)
     assert quality.loc["u2", "ndcg@2"] == pytest.approx((1 / math.log2(3)) / idcg)
     assert quality.loc["u2", "recall@2"] == pytest.approx(0.5)
+    # at 3, u2's d (not relevant) adds nothing: same DCG, same ideal (2 relevant)
+    assert quality.loc["u2", "ndcg@3"] == pytest.approx(quality.loc["u2", "ndcg@2"])
     # u3 has a holdout but no shelf: scored 0, not dropped
     assert quality.loc["u3", "ndcg@2"] == 0.0
     assert len(quality) == 3
@@ -82,7 +84,7 @@ def test_user_side_rows_cover_every_dimension_group_and_kind():
     users = pd.DataFrame({"user_key": ["u1", "u2"], "age_band": ["18-24", None], "gender": ["F", "M"],
                           "region": ["N", "S"]})
     worse = per_user.assign(**{"ndcg@1": [0.5, 0.0]})
-    rows = user_side_rows({"unconstrained": per_user, "reranked": worse}, users, k=1, min_users=1)
+    rows = user_side_rows({"unconstrained": per_user, "reranked": worse}, users, cutoffs=[1], min_users=1)
     keys = {(r["metric"], r["group_dimension"], r["group"], r["shelves"]) for r in rows}
     for kind in ("unconstrained", "reranked"):
         assert ("ndcg@1", None, None, kind) in keys

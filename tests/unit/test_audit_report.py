@@ -12,13 +12,14 @@ from jobs.report import audit_section, render_report
 
 def audit_rows() -> pd.DataFrame:
     per_user = pd.DataFrame({"user_key": ["u1", "u2", "u3"], "ndcg@10": [1.0, 0.2, 0.0],
-                             "recall@10": [1.0, 0.5, 0.0]})
+                             "recall@10": [1.0, 0.5, 0.0], "ndcg@20": [1.0, 0.3, 0.1],
+                             "recall@20": [1.0, 1.0, 0.5]})
     users = pd.DataFrame({"user_key": ["u1", "u2", "u3"], "age_band": ["18-24", "18-24", None],
                           "gender": ["F", "M", "M"], "region": ["N", "S", "S"]})
     titles = pd.DataFrame({"content_id": ["a", "b"], "provider_group": ["major", "indie"],
                            "primary_genre": ["Drama", "Comedy"], "original_language": ["en", "fr"],
                            "viewers": [5, 1], "slots_unconstrained": [3, 0], "slots_reranked": [2, 1]})
-    rows = user_side_rows({"unconstrained": per_user, "reranked": per_user}, users, 10, 1)
+    rows = user_side_rows({"unconstrained": per_user, "reranked": per_user}, users, [10, 20], 1)
     rows += item_side_rows(titles, ("unconstrained", "reranked"), 0.8)
     judged, _ = judge(rows, AuditSettings(max_exposure_gini=0.1))
     return pd.DataFrame(judged).assign(run_id="r1", run_date="2026-11-25")
