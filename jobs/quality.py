@@ -119,9 +119,14 @@ class Validator:
 
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.gx = gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
         self.context = gx.get_context(mode="ephemeral")
+        # No progress bars on the console (a nightly task's log is read by people).
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.source = self.context.data_sources.add_spark("fairshelf")
         self.docs_dir = docs_dir
+        self._names: dict[str, int] = {}
         if docs_dir:
             self.context.add_data_docs_site(
                 site_name="fairshelf",
@@ -139,10 +144,11 @@ class Validator:
         suite = load_suite(suite_name)
         meta = dict(suite.meta.get("fairshelf", {}))
         suite = self.context.suites.add_or_update(suite)
-        asset = self.source.add_dataframe_asset(frame or suite_name)
+        name = self._unique(frame or suite_name)
+        asset = self.source.add_dataframe_asset(name)
         batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         definition = self.context.validation_definitions.add(
-            self.gx.ValidationDefinition(name=frame or suite_name, data=batch_definition, suite=suite)
+            self.gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
         result = definition.run(
             batch_parameters={"dataframe": df},
@@ -150,6 +156,11 @@ class Validator:
             result_format=result_format(meta),
         )
         return result, meta
+
+    def _unique(self, name: str) -> str:
+        """GE names assets and validation definitions uniquely per context."""
+        self._names[name] = self._names.get(name, 0) + 1
+        return name if self._names[name] == 1 else f"{name}-{self._names[name]}"
 
     def build_docs(self) -> str | None:
         if not self.docs_dir:

@@ -1,0 +1,174 @@
+"""The quality and representation gates (jobs.quality) catch deliberately broken batches,
+naming the failed expectation and what was observed; a clean MovieLens-100K run passes.
+
+The broken batches are tiny frames run through the same public functions and the same
+suites (expectations/*.json) as the nightly quality stage.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs import quality
+from jobs import quality_profiles as qp
+from jobs.stage import GateFailed
+
+pytestmark = pytest.mark.spark
+
+D = date(2026, 11, 25)
+RUN_ID = "test-run"
+
+
+@pytest.fixture(scope="module")
+def validator():
+    return quality.Validator()
+
+
+@pytest.fixture(scope="module")
+def qconfig(tmp_path_factory):
+    from tests.conftest import make_config
+
+    return make_config(tmp_path_factory.mktemp("quality") / "lake")
+
+
+def parameters(qconfig, band=None):
+    return quality.suite_parameters(qconfig, D, band or qp.volume_band(100, [], 3, 0.5, 2.0))
+
+
+def gate(outcomes):
+    with pytest.raises(GateFailed) as failed:
+        quality.raise_on_blocking("quality", outcomes)
+    return str(failed.value)
+
+
+def run_suite(df, suite, qconfig, validator, band=None, scan=False):
+    return quality.validate_frame(
+        df, suite, parameters(qconfig, band), qconfig, RUN_ID, D, validator=validator, scan_identifiers=scan
+    )
+
+
+def interactions(spark, rows):
+    return spark.createDataFrame(
+        rows,
+        "user_key string, content_id string, views long, completion double, last_seen string, "
+        "confidence double, run_date string",
+    )
+
+
+def test_clean_interactions_pass(spark, qconfig, validator):
+    df = interactions(spark, [("u1", "c1", 1, 0.5, "2026-11-20", 0.4, "2026-11-25"),
+                              ("u2", "c1", 2, 1.0, "2026-11-25", 1.2, "2026-11-25")])
+    outcomes = run_suite(df, "interactions", qconfig, validator, scan=True)
+    quality.raise_on_blocking("quality", outcomes)  # does not raise
+    assert {o.suite for o in outcomes} == {"interactions", "identifiers"}
+    assert all(row["success"] for o in outcomes for row in o.rows)
+
+
+def test_nulls_in_keys_fail_the_gate(spark, qconfig, validator):
+    df = interactions(spark, [("u1", "c1", 1, 0.5, "2026-11-20", 0.4, "2026-11-25"),
+                              (None, "c2", 1, 0.5, "2026-11-20", 0.4, "2026-11-25")])
+    message = gate(run_suite(df, "interactions", qconfig, validator))
+    assert "interactions: expect_column_values_to_not_be_null(user_key)" in message
+    assert '"unexpected": 1' in message
+
+
+def test_half_empty_landing_day_fails_the_volume_gate(spark, qconfig, validator):
+    band = qp.volume_band(480, [1000, 1010, 990, 1005], min_history=3, low=0.5, high=2.0)
+    frame = spark.createDataFrame([qp.volume_row(band)], qp.VOLUME)
+    message = gate(run_suite(frame, "volume", qconfig, validator, band=band))
+    assert "volume: expect_column_values_to_be_between(landing_rows, max_value=2005.0, min_value=501.25)" in message
+
+
+def test_volume_without_history_is_a_warning_only(spark, qconfig, validator):
+    band = qp.volume_band(480, [1000], min_history=3, low=0.5, high=2.0)
+    frame = spark.createDataFrame([qp.volume_row(band)], qp.VOLUME)
+    [outcome] = run_suite(frame, "volume", qconfig, validator, band=band)
+    assert outcome.success
+    assert outcome.warnings and "trailing_median" in outcome.warnings[0]
+
+
+def test_missing_run_date_fails_freshness(spark, qconfig, validator):
+    events = spark.createDataFrame(
+        [("u1", "c1", "2026-11-24", "evening", 600, "tv", "DE", "2026-11-24")],
+        "user_key string, content_id string, event_date string, hour_bucket string, "
+        "seconds_watched long, device_type string, country string, run_date string",
+    ).withColumn("content_in_catalog", F.lit(True))
+    message = gate(run_suite(events, "silver_events", qconfig, validator))
+    assert "expect_column_max_to_be_between(run_date" in message and '"2026-11-24"' in message
+
+
+def _profile(spark, current, previous):
+    shares = spark.createDataFrame(current, qp.SHARES).withColumn("group_count", F.lit(1).cast("long"))
+    return qp.with_previous_shares(shares, spark.createDataFrame(previous, qp.SHARES))
+
+
+def test_genre_vanishing_from_the_catalog_fails(spark, qconfig, validator):
+    profile = _profile(
+        spark,
+        [("catalog", "genre", "Drama", 0.6), ("catalog", "genre", "Comedy", 0.4)],
+        [("catalog", "genre", "Drama", 0.5), ("catalog", "genre", "Comedy", 0.3), ("catalog", "genre", "Western", 0.2)],
+    )
+    message = gate(run_suite(profile, "representation", qconfig, validator))
+    assert "representation: expect_column_values_to_be_between(share" in message
+    assert "Western" in message
+
+
+def test_demographic_group_collapsing_fails(spark, qconfig, validator):
+    profile = _profile(
+        spark,
+        [("training_users", "gender", "F", 0.1), ("training_users", "gender", "M", 0.9)],
+        [("training_users", "gender", "F", 0.45), ("training_users", "gender", "M", 0.55)],
+    )
+    outcomes = run_suite(profile, "representation", qconfig, validator)
+    outcomes += run_suite(qp.representation_drift(profile), "representation_drift", qconfig, validator)
+    message = gate(outcomes)
+    assert "expect_column_values_to_be_between(share_ratio" in message and '"F"' in message
+    assert "representation_drift: expect_column_values_to_be_between(kl_divergence" in message
+
+
+def test_email_leaked_into_a_column_fails(spark, qconfig, validator):
+    users = spark.createDataFrame(
+        [("k1", "25-34", "R1", "F", True, "2026-11-25"), ("k2", "25-34", "someone@example.org", "M", True, "2026-11-25")],
+        "user_key string, age_band string, region string, gender string, consent_personalization boolean, run_date string",
+    )
+    outcome = quality.validate_identifiers({"user_features": users}, qconfig, RUN_ID, D, validator=validator)
+    message = gate([outcome])
+    assert "identifiers: expect_column_values_to_be_null(leaking_column)" in message and "region" in message
+    assert "someone@example.org" not in message + json.dumps(outcome.rows)
+
+
+def test_recommendations_with_unmet_constraints_fail(spark, qconfig, validator):
+    shelves = spark.createDataFrame(
+        [("k1", 1, "c1", 0.9, None, False, "2026-11-25", 0), ("k1", 2, "c2", 0.8, "genre_share", False, "2026-11-25", 1)],
+        "user_key string, rank int, content_id string, score double, constraint_flags string, explore boolean, "
+        "run_date string, unmet_constraints int",
+    )
+    params = dict(parameters(qconfig), shelf_size=20)
+    outcomes = quality.validate_frame(shelves, "recommendations", params, qconfig, RUN_ID, D, validator=validator)
+    assert "expect_column_values_to_be_between(unmet_constraints, max_value=0.0, min_value=0.0)" in gate(outcomes)
+
+
+def _results(spark, config):
+    from jobs.stage import read_silver
+
+    return read_silver(spark, config, "gold/quality_results")
+
+
+def test_clean_movielens_run_passes_every_gate(spark, movielens_run):
+    config, _, outcome = movielens_run
+    assert outcome.succeeded, outcome.message
+    results = _results(spark, config).where("run_date = '1998-04-22'")
+    checked = results.where("severity != 'observation'")
+    assert checked.where("severity = 'blocking' AND NOT success").count() == 0
+    assert {r["suite"] for r in checked.select("suite").distinct().collect()} >= {
+        "landing_events", "volume", "silver_events", "user_features", "content", "interactions",
+        "representation", "representation_drift", "identifiers",
+    }
+    quality_metrics = next(s for s in outcome.summaries if s["stage"] == "quality")["metrics"]
+    assert quality_metrics["blocking_failures"] == 0 and quality_metrics["validation_seconds"] > 0
+    docs = quality_metrics["data_docs"]
+    assert docs and open(docs).read().count("<html") >= 1
