@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from pyspark.sql import SparkSession
 
-from jobs import erasure, features, ingest, privacy, publish, quality, report, rerank, train
+from jobs import audit, erasure, features, ingest, privacy, publish, quality, report, rerank, train
 from jobs.config import Config, ConfigError, load_config
 from jobs.lineage import LINEAGE_TABLE, emit_stage_event, lineage_row
 from jobs.runs import append_runs_row, new_run_id, published_tables, utc_now
@@ -38,6 +38,7 @@ STAGES: dict[str, Callable[..., StageResult]] = {
     "quality": quality.run,
     "train": train.run,
     "rerank": rerank.run,
+    "audit": audit.run,
     "publish": publish.run,
 }
 assert tuple(STAGES) == ORDER, "jobs.stage_graph and STAGES must name the same stages"

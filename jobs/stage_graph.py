@@ -13,6 +13,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "quality": ("features",),  # Great Expectations gates: nothing unchecked reaches the model
     "train": ("quality",),
     "rerank": ("train",),
-    "publish": ("rerank",),
+    "audit": ("rerank",),  # the fairness gate: a blocking violation stops the run before publish
+    "publish": ("audit",),
 }
 ORDER: tuple[str, ...] = tuple(UPSTREAM)
