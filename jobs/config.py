@@ -93,8 +93,8 @@ class RerankSettings:
     max_titles_per_provider: int = 8  # 0 = off
     calibration_max_kl: float = 2.0  # KL(history genre mix || shelf genre mix); 0 = off
     calibration_smoothing: float = 0.01  # Steck's alpha
-    explore_slots: int = 2  # last positions of a shelf, for titles the user has not engaged with
-    explore_spread: float = 1.0  # weight of a seeded per-(user, title) term spreading explore picks
+    explore_slots: int = 4  # last positions of a shelf, for titles the user has not engaged with
+    explore_spread: float = 0.2  # weight of a seeded per-(user, title) term spreading explore picks
 
 
 # Thresholds of the fairness audit (jobs.audit) a run can be held to.

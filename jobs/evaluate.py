@@ -26,7 +26,8 @@ selection on a validation split carved from the training part only.
   ``[rerank]`` settings of the configuration: MMR, genre share, under-represented provider
   groups, titles per provider, calibration to the user's training history, explore slots),
   on the catalog exactly as ``jobs.movielens`` imports it (provider groups from release
-  years, one provider, one language). Its M also holds ``flagged_share`` (shelves that
+  years, one provider, one language). Explore slots are scaled from the nightly shelf
+  (``shelf.size``) to k: 4 of 20 become 2 of 10. Its M also holds ``flagged_share`` (shelves that
   could not meet some constraint from their candidates) and ``flagged_by_constraint``.
 
 Reproduce: ``.venv/bin/python -m jobs.evaluate ../shared/data/movielens-100k --table``.
@@ -51,7 +52,7 @@ from threadpoolctl import threadpool_limits
 from jobs.metrics import MetricsError, beyond_accuracy_metrics, ranking_metrics
 from jobs.models import ModelError, ModelSpec, make_model, weight_confidence
 from jobs.movielens import MovieLensError
-from jobs.config import RerankSettings
+from jobs.config import RerankSettings, ShelfSettings
 from jobs.diversity import CatalogArrays, DiversityError, FLAGS, history_genre_mix, longtail_scores, select_shelves, underrepresented_groups
 from jobs.movielens import catalog_from_items, check_source, read_genres, read_items
 from jobs.splits import (
@@ -296,6 +297,7 @@ class ConstrainedReranker:
     history: csr_matrix  # training confidences of the evaluated users, in list order
     settings: RerankSettings
     users: np.ndarray | None = None  # the evaluated users' rows (seed their explore spread)
+    shelf_size: int = ShelfSettings().size  # the nightly shelf the settings are made for
     flagged: dict[str, Any] | None = None
 
     def __call__(self, candidate_ids: np.ndarray, candidate_scores: np.ndarray | None, k: int) -> np.ndarray:
@@ -306,27 +308,36 @@ class ConstrainedReranker:
         engaged = np.zeros(candidate_ids.shape, dtype=bool)
         engaged[valid] = np.asarray(self.history[rows[valid], candidate_ids[valid]]).ravel() > 0
         scores = None if candidate_scores is None else np.where(valid, candidate_scores, 0.0)
-        shelves = select_shelves(candidate_ids, scores, engaged, mix, self.catalog, self.settings, k, self.users)
+        shelves = select_shelves(candidate_ids, scores, engaged, mix, self.catalog, self.settings_at(k), k, self.users)
         self.flagged = {
             "flagged_share": round(float(shelves.flags.any(axis=1).mean()), 4),
             "flagged_by_constraint": {f: round(float(shelves.flags[:, j].mean()), 4) for j, f in enumerate(FLAGS)},
         }
         return shelves.items
 
+    def settings_at(self, k: int) -> RerankSettings:
+        """The settings for lists of ``k``: explore slots scaled from the nightly shelf's
+        length to ``k`` (a top-10 list gets half the slots of a 20-title shelf)."""
+        slots = round(self.settings.explore_slots * k / self.shelf_size)
+        return dataclasses.replace(self.settings, explore_slots=min(slots, k))
+
     @property
     def description(self) -> dict[str, Any]:
         return {
             "method": "constrained greedy MMR (jobs.diversity.select_shelves)",
             "settings": dataclasses.asdict(self.settings),
+            "shelf_size": self.shelf_size,
             "underrepresented_titles": int(self.catalog.underrepresented.sum()),
         }
 
 
-def constrained_reranker(catalog: MovieLensCatalog, settings: RerankSettings) -> RerankerFactory:
+def constrained_reranker(
+    catalog: MovieLensCatalog, settings: RerankSettings, shelf_size: int = ShelfSettings().size
+) -> RerankerFactory:
     """The factory of ``ConstrainedReranker`` for each protocol's training part."""
 
     def make(train: csr_matrix, users: np.ndarray) -> ConstrainedReranker:
-        return ConstrainedReranker(catalog_arrays(catalog, train, settings), train[users], settings, users)
+        return ConstrainedReranker(catalog_arrays(catalog, train, settings), train[users], settings, users, shelf_size)
 
     return make
 
