@@ -17,8 +17,10 @@ group or its original language is.
 
 ``shelf_constraint_checks`` re-checks published shelves against the configuration from
 the shelves, catalog and history alone (not from the re-ranker's bookkeeping): the
-``unmet_constraints`` of a shelf (constraints violated without a flag) must be 0, and the
-stage fails its ``diversity`` gate otherwise.
+``unmet_constraints`` of a shelf (constraints violated without a flag) must be 0. The
+stage validates its shelves with the "recommendations" Great Expectations suite (which
+holds that check, ranks and uniqueness; results in gold/output_quality_results) and fails
+its ``diversity`` gate, before anything is written, when a blocking expectation fails.
 
 Other stages reuse ``rerank_candidates`` (constrained) and ``filter_top_k``
 (unconstrained), which give the same columns: ``user_key, rank, content_id, score,
@@ -337,6 +339,23 @@ def _calibration_kl(shelf_rows: DataFrame, watched: DataFrame, settings: RerankS
 # --- the stage ------------------------------------------------------------------------------
 
 
+def validate_shelves(
+    spark: SparkSession, result: StageResult, shelves: DataFrame, checks: DataFrame, size: int
+) -> list[str]:
+    """The "recommendations" Great Expectations suite (``jobs.quality``) over the shelves
+    with each shelf's ``unmet_constraints``; results go to gold/output_quality_results.
+    Returns the failed blocking expectations, one line each."""
+    from jobs import quality
+
+    frame = shelves.join(checks.select("user_key", "unmet_constraints"), "user_key", "left")
+    outcomes = quality.validate_frame(
+        frame, "recommendations", {"shelf_size": size}, result.config, result.run_id, result.run_date,
+        stage=result.stage,
+    )
+    quality.record_results(spark, result, outcomes, table="gold/output_quality_results")
+    return [line for outcome in outcomes for line in outcome.blocking_failures]
+
+
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/candidates, silver/content, silver/interactions -> silver/shelves."""
     day = [run_date.isoformat()]
@@ -356,16 +375,16 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     topk_seconds = time.perf_counter() - start
 
     checks = shelf_constraint_checks(shelves, content, history, settings).cache()
-    unmet = checks.where("unmet_constraints > 0")
     summary = checks.agg(
         F.count(F.lit(1)).alias("shelves"),
         *[F.sum(F.col(f"unmet_{flag}").cast("int")).alias(flag) for flag in FLAGS],
     ).first()
-    if unmet.limit(1).count():
-        failures = [
-            f"{flag}: {summary[flag]} of {summary['shelves']} shelves violate it without a flag (allowed: 0)"
-            for flag in FLAGS if summary[flag]
-        ]
+    failures = [
+        f"{flag}: {summary[flag]} of {summary['shelves']} shelves violate it without a flag (allowed: 0)"
+        for flag in FLAGS if summary[flag]
+    ]
+    failures += validate_shelves(spark, result, shelves, checks, size)
+    if failures:
         raise GateFailed("diversity", failures)
 
     result.write(
