@@ -84,7 +84,8 @@ def audit_plots(audit) -> list[str]:
         fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 3.2), squeeze=False)
         for ax, dim in zip(axes[0], dims):
             table = ndcg[ndcg["group_dimension"] == dim].pivot(index="group", columns="shelves", values="value")
-            table.plot.bar(ax=ax, rot=45)
+            table[[c for c in ("unconstrained", "reranked") if c in table]].plot.bar(ax=ax, rot=45)
+            ax.legend(fontsize="small")
             ax.set_title(f"{ndcg['metric'].iloc[0]} by {dim}")
             ax.set_xlabel("")
         images.append(_png(fig))
@@ -98,7 +99,9 @@ def audit_plots(audit) -> list[str]:
         fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.2), squeeze=False)
         for ax, dim in zip(axes[0], dims):
             table = shares[shares["group_dimension"] == dim].pivot(index="group", columns="kind", values="value")
-            table.plot.bar(ax=ax, rot=45)
+            order = ["catalog", "exposure unconstrained", "exposure reranked"]
+            table[[c for c in order if c in table]].plot.bar(ax=ax, rot=60)
+            ax.legend(fontsize="small")
             ax.set_title(f"share by {dim}")
             ax.set_xlabel("")
         images.append(_png(fig))
