@@ -132,13 +132,13 @@ def rollback_table(spark, config, table: str, version: int) -> dict[str, Any]:
     published shelves or audits, unknown versions, and versions erasure removed."""
     from jobs import tables
     from jobs.reader import latest_publication
+    from jobs.schemas import TABLES
 
     if table not in ROLLBACK_TABLES:
         why = {
             "gold/runs": "gold/runs is the publication record itself; roll back a published table instead",
             "gold/lineage": "gold/lineage records what happened; it is never rolled back",
-        }.get(table, "only published tables can be rolled back" if table.startswith(("gold/", "silver/", "quarantine/"))
-              else "unknown table")
+        }.get(table, "only published tables can be rolled back" if table in TABLES else "unknown table")
         raise RollbackRefused(f"cannot roll back {table!r}: {why}. Tables: {', '.join(ROLLBACK_TABLES)}")
     uri = config.table(*table.split("/"))
     current = tables.table_version(uri)
