@@ -97,6 +97,21 @@ class RerankSettings:
     explore_spread: float = 0.2  # weight of a seeded per-(user, title) term spreading explore picks
 
 
+@dataclass(frozen=True)
+class LineageSettings:
+    """Where OpenLineage events go (jobs/lineage.py); gold/lineage is always written."""
+
+    transport: str = "file"  # file | http | none
+    # file: one JSON file per event in this folder ("" = <lakehouse>/lineage/openlineage)
+    directory: str = ""
+    url: str = ""  # http: the backend's base URL (e.g. Marquez, http://localhost:5000)
+    endpoint: str = "api/v1/lineage"
+    timeout_seconds: float = 5.0
+    namespace: str = "fairshelf"  # the jobs' namespace
+    # http: a bearer API key, from FAIRSHELF_OPENLINEAGE_API_KEY only (never a file)
+    api_key: str = field(default="", repr=False, compare=False)
+
+
 # Thresholds of the fairness audit (jobs.audit) a run can be held to.
 AUDIT_THRESHOLDS = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share", "max_ndcg_drop")
 
@@ -114,21 +129,6 @@ class AuditSettings:
     max_ndcg_drop: float = 0.10  # relative nDCG@k drop, re-ranked vs unconstrained
     # thresholds that fail the run (on the re-ranked shelves); the others are reported only
     blocking: tuple[str, ...] = ("min_group_ndcg_ratio", "max_exposure_gini", "min_long_tail_share")
-
-
-@dataclass(frozen=True)
-class LineageSettings:
-    """Where OpenLineage events go (jobs/lineage.py); gold/lineage is always written."""
-
-    transport: str = "file"  # file | http | none
-    # file: one JSON file per event in this folder ("" = <lakehouse>/lineage/openlineage)
-    directory: str = ""
-    url: str = ""  # http: the backend's base URL (e.g. Marquez, http://localhost:5000)
-    endpoint: str = "api/v1/lineage"
-    timeout_seconds: float = 5.0
-    namespace: str = "fairshelf"  # the jobs' namespace
-    # http: a bearer API key, from FAIRSHELF_OPENLINEAGE_API_KEY only (never a file)
-    api_key: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -365,29 +365,6 @@ def _rerank_problems(rerank: RerankSettings, shelf_size: int) -> list[str]:
         problems.append("rerank.calibration_smoothing must be within (0, 1)")
     if not 0 <= rerank.explore_slots <= shelf_size or rerank.explore_spread < 0:
         problems.append("rerank.explore_slots must be within 0..shelf.size and rerank.explore_spread >= 0")
-    return problems
-
-
-def _quality_problems(q: QualitySettings) -> list[str]:
-    import re
-
-    problems = []
-    for name in ("landing_key_mostly", "landing_value_mostly", "min_group_share", "max_group_share", "collapse_fraction"):
-        if not 0 <= getattr(q, name) <= 1:
-            problems.append(f"quality.{name} must be within [0, 1]")
-    if not 0 < q.volume_band_low <= 1 <= q.volume_band_high:
-        problems.append("quality.volume_band_low must be within (0, 1] and quality.volume_band_high >= 1")
-    if q.volume_history_runs < 1 or not 1 <= q.volume_min_history <= q.volume_history_runs:
-        problems.append("quality.volume_min_history must be within [1, quality.volume_history_runs]")
-    if q.max_kl_divergence < 0:
-        problems.append("quality.max_kl_divergence must be >= 0")
-    if q.min_group_share > q.max_group_share:
-        problems.append("quality.min_group_share must be <= quality.max_group_share")
-    for pattern in q.identifier_patterns:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            problems.append(f"quality.identifier_patterns: {pattern!r} is not a regular expression ({exc})")
     return problems
 
 
