@@ -48,7 +48,6 @@ for the under-represented share it is exact (too few such candidates).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 

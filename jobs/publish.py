@@ -10,20 +10,11 @@
 - ``gold/default_recommendations``: the non-personalized shelf per region (and
   ``ALL``) for users without consent or history. A title enters a region's shelf only
   when at least k distinct users there watched it, so no shelf reveals one person.
-- ``gold/runs``: one row per run, written last: readers take the latest successful run.
 
-How a reader finds a user's shelf (``resolve_shelf`` does exactly this):
-
-1. take the latest run with status ``succeeded`` in ``gold/runs`` and read the other
-   tables at that ``run_id``;
-2. the user's rows of ``gold/recommendations``, by ``rank``, if there are any: only
-   consenting users with viewing history in the window have a personal shelf;
-3. otherwise (no consent, or a cold-start user: consenting but without history in the
-   window, or new since the run) the rows of ``gold/default_recommendations`` for the
-   user's region (the generalized region of ``silver/user_features``; a user whose
-   region was suppressed for k-anonymity belongs to region ``*``);
-4. otherwise (the region has no title with k viewers, or the region is unknown) the rows
-   of region ``ALL``.
+Publishing makes nothing visible by itself: the run becomes visible in one step when
+``jobs.pipeline.record_run`` appends its ``gold/runs`` row pinning the Delta version of
+every published table. How a reader finds a user's shelf is ``jobs.reader`` (without
+Spark): the personal shelf, else the default shelf of the user's region, else ``ALL``.
 
 The reasons a published title can carry are the constants of ``REASONS``.
 """
@@ -32,7 +23,6 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,12 +33,10 @@ from pyspark.sql.window import Window
 
 from jobs.config import Config
 from jobs.explain import Explainer
+from jobs.reader import ALL_REGIONS, UNKNOWN_REGION
 from jobs.schemas import allowed_columns
 from jobs.stage import StageResult, days_up_to, stage_main
 from jobs.train import load_saved_model
-
-ALL_REGIONS = "ALL"
-UNKNOWN_REGION = "*"  # users whose region is null (suppressed for k-anonymity)
 
 # Every reason a published title can carry (the ``reason`` column), by kind:
 REASONS = {

@@ -43,7 +43,10 @@ def test_run_publishes_shelves_for_consenting_users(nightly):
     assert all(sorted(ranks) == list(range(1, len(ranks) + 1)) for ranks in per_user.values())
     assert max(len(r) for r in per_user.values()) == config.shelf.size
     assert all(r["reason"] for r in recommendations)
-    assert sum(r["reason"].startswith("Because you watched") for r in recommendations) > 0.9 * len(recommendations)
+    model_picks = [r for r in recommendations if r["reason"] != REASONS["new_diverse"]]
+    explore = [r for r in recommendations if r["reason"] == REASONS["new_diverse"]]
+    assert explore and len(explore) < len(recommendations) / 2
+    assert sum(r["reason"].startswith("Because you watched") for r in model_picks) > 0.9 * len(model_picks)
 
 
 def test_users_without_consent_get_no_personal_shelf(nightly, spark):
@@ -108,7 +111,10 @@ def test_reasons_name_titles_the_user_watched(nightly):
     recommendations = _gold(config, "recommendations")
     because = [r for r in recommendations if r["reason"].startswith("Because you watched ")]
     assert because and all(r["reason"].removeprefix("Because you watched ") in watched[r["user_key"]] for r in because)
-    assert set(r["reason"] for r in recommendations) - {r["reason"] for r in because} <= {REASONS["history"]}
+    assert set(r["reason"] for r in recommendations) - {r["reason"] for r in because} <= {
+        REASONS["history"],
+        REASONS["new_diverse"],
+    }
 
 
 def test_users_without_consent_or_history_get_the_default_shelf(nightly):

@@ -121,7 +121,7 @@ def test_lineage_matches_the_delta_history(lake):
 
 
 def test_openlineage_events_in_the_file_transport(lake):
-    config, first = lake["config"], lake["first"]
+    config = lake["config"]
     folder = Path(config.lakehouse) / "lineage" / "openlineage"
     events = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     mine = [e for e in events if e["run"]["facets"]["parent"]["run"]["runId"] == events[0]["run"]["facets"]["parent"]["run"]["runId"]]
@@ -141,7 +141,7 @@ def test_openlineage_events_in_the_file_transport(lake):
 
 
 def test_rerunning_a_date_gives_the_same_tables(lake, spark):
-    config, first = lake["config"], lake["first"]
+    config = lake["config"]
     before = reader.latest_publication(config.lakehouse)["published"]
     compared = ["silver/events", "silver/interactions", "gold/recommendations", "gold/default_recommendations"]
     old = {t: _partition(config, t) for t in compared}
