@@ -251,17 +251,22 @@ def evaluate(
     """Offline evaluation on MovieLens-100K: random 75/25 and temporal protocols, the model
     chosen on a validation split of the training part, unconstrained and re-ranked lists."""
     import json
+    from functools import partial
 
     from jobs.evaluate import evaluate_movielens, results_table
 
     with _user_errors():
-        settings = load_config(config_file).model if configured else None
+        config = load_config(config_file)
+        settings = config.model if configured else None
+        run = partial(
+            evaluate_movielens, movielens, settings=settings, time_budget_s=budget, rerank_settings=config.rerank
+        )
         if as_json:
-            result = evaluate_movielens(movielens, settings=settings, time_budget_s=budget)
+            result = run()
             typer.echo(json.dumps(result, sort_keys=True))
             return
         with console.status("choosing the model on a validation split, then evaluating on the test part"):
-            result = evaluate_movielens(movielens, settings=settings, time_budget_s=budget)
+            result = run()
         console.print(results_table(result), markup=False)
 
 

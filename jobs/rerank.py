@@ -374,6 +374,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     plain.count()
     topk_seconds = time.perf_counter() - start
 
+    start = time.perf_counter()
     checks = shelf_constraint_checks(shelves, content, history, settings).cache()
     summary = checks.agg(
         F.count(F.lit(1)).alias("shelves"),
@@ -384,6 +385,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         for flag in FLAGS if summary[flag]
     ]
     failures += validate_shelves(spark, result, shelves, checks, size)
+    validation_seconds = time.perf_counter() - start
     if failures:
         raise GateFailed("diversity", failures)
 
@@ -408,6 +410,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         unmet_constraint_shelves=0,
         rerank_seconds=round(rerank_seconds, 2),
         topk_seconds=round(topk_seconds, 2),
+        validation_seconds=round(validation_seconds, 2),  # the re-check and the recommendations suite
     )
     for df in (shelves, plain, checks):
         df.unpersist()

@@ -79,9 +79,18 @@ def test_the_ratio_functions_fill_every_contract_key(tiny_result):
         detail = tiny_result["ratio_details"][key]
         assert detail["ratio"] == tiny_result["ratios"][key]
         assert all(_positive_number(s) for s in detail["numerator_seconds"] + detail["denominator_seconds"])
-    # Great Expectations is not wired yet: no invented number, and a note that says so
+    # the tiny series point has no quality stage: no invented number, and a note that says so
     assert tiny_result["ratios"]["validation_share"] is None
-    assert any("Great Expectations" in note for note in tiny_result["notes"])
+    assert any("no quality stage" in note for note in tiny_result["notes"])
+
+
+def test_validation_share_is_the_quality_stage_and_the_shelf_checks_over_the_run():
+    point = {"events": 1_000, "seconds": 200.0, "peak_rss_mb": 1.0,
+             "stage_seconds": {"ingest": 60.0, "quality": 30.0, "rerank": 40.0},
+             "stage_metric_seconds": {"rerank": {"validation_seconds": 10.0, "rerank_seconds": 20.0}}}
+    share = run.validation_share(point)
+    assert share["ratio"] == 0.2 and share["validation_seconds"] == 40.0
+    assert run.validation_share({**point, "stage_seconds": {"ingest": 60.0}}) is None
 
 
 @pytest.mark.spark
