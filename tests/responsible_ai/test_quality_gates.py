@@ -172,3 +172,40 @@ def test_clean_movielens_run_passes_every_gate(spark, movielens_run):
     assert quality_metrics["blocking_failures"] == 0 and quality_metrics["validation_seconds"] > 0
     docs = quality_metrics["data_docs"]
     assert docs and open(docs).read().count("<html") >= 1
+
+
+def test_a_failed_gate_in_a_nightly_run_stops_it_before_publish(synthetic_run, spark, tmp_path, config_factory):
+    """The whole stage, not only the suites: an email leaked into the landing catalog
+    fails the rerun of the night at ``quality``, names the expectation, stores the
+    evidence in gold/quality_results, and leaves the published shelves as they were."""
+    import shutil
+
+    from jobs import tables
+    from jobs.pipeline import RunFailed, run_pipeline
+    from jobs.reader import read_shelf
+
+    config, _, outcome = synthetic_run
+    lake = tmp_path / "lake"
+    shutil.copytree(config.lakehouse, lake)
+    copy = config_factory(lake)
+    catalog = lake / "landing" / "catalog" / "catalog.jsonl"
+    rows = [json.loads(line) for line in catalog.read_text().splitlines()]
+    rows[0]["title"] = "Write to jane.doe@example.com for tickets"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    published = tables.read_arrow(copy.table("gold", "recommendations")).to_pandas()
+    users = list(published["user_key"].unique()[:5])
+    before = {u: read_shelf(copy, u, None) for u in users}
+
+    with pytest.raises(RunFailed) as failed:
+        run_pipeline(spark, copy, outcome.run_date)
+    failure = failed.value.outcome
+    assert failure.failed_stage == "quality"
+    assert "gate 'quality' failed" in failure.message and "title" in failure.message
+    assert "jane.doe" not in failure.message  # the message names the column, never the value
+
+    results = _results(spark, copy).where(F.col("run_id") == failure.run_id)
+    failed_rows = results.where("severity = 'blocking' AND NOT success").collect()
+    assert failed_rows and all(r["suite"] == "identifiers" for r in failed_rows)
+    assert not any("jane.doe" in (r["details"] or "") + (r["observed_value"] or "") for r in results.collect())
+    assert {u: read_shelf(copy, u, None) for u in users} == before
+    assert set(tables.read_arrow(copy.table("gold", "recommendations")).to_pandas()["run_id"]) == {outcome.run_id}
