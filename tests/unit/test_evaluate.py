@@ -174,3 +174,31 @@ def test_bad_requests_get_clear_errors(tiny, tmp_path, capsys):
         evaluate_movielens(tiny, time_budget_s=0)
     assert main([str(tmp_path / "nowhere")]) == 1
     assert "MovieLens-100K directory not found" in capsys.readouterr().err
+
+
+def test_the_cli_reranks_with_the_configured_constraints(tiny, tmp_path):
+    """``fairshelf evaluate --json`` uses the config file's [rerank] settings: with every
+    constraint off the re-ranked lists are the unconstrained top-k."""
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
+    off = tmp_path / "off.toml"
+    off.write_text(
+        "[rerank]\nmmr_lambda = 1.0\nmax_genre_share = 1.0\nmin_underrepresented_share = 0.0\n"
+        "max_titles_per_provider = 0\ncalibration_max_kl = 0.0\nexplore_slots = 0\n"
+    )
+    runs = {}
+    for name, extra in (("off", ["--config", str(off)]), ("defaults", [])):
+        done = CliRunner().invoke(
+            app, ["evaluate", "--movielens", str(tiny), "--json", "--configured", "--budget", "1", *extra],
+            env={"FAIRSHELF_LAKEHOUSE": str(tmp_path / "lake")},
+        )
+        assert done.exit_code == 0, done.output
+        runs[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    plain = {p: {k: v for k, v in runs["off"][p]["unconstrained"].items() if "seconds" not in k} for p in runs["off"]}
+    for protocol, lists in runs["off"].items():
+        reranked = {k: v for k, v in lists["reranked"].items() if k in plain[protocol] and "flag" not in k}
+        assert reranked == {k: v for k, v in plain[protocol].items() if k in reranked}
+    defaults = runs["defaults"]["random"]
+    assert any(defaults["reranked"][k] != defaults["unconstrained"][k] for k in REQUIRED)  # the test can fail
