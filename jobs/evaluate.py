@@ -325,7 +325,8 @@ class ConstrainedReranker:
     def description(self) -> dict[str, Any]:
         return {
             "method": "constrained greedy MMR (jobs.diversity.select_shelves)",
-            "settings": dataclasses.asdict(self.settings),
+            # as JSON has them (the settings' tuples become lists), so the result round-trips
+            "settings": json.loads(json.dumps(dataclasses.asdict(self.settings))),
             "shelf_size": self.shelf_size,
             "underrepresented_titles": int(self.catalog.underrepresented.sum()),
         }

@@ -504,7 +504,10 @@ def test_airflow_runs_the_dag_for_one_day_on_synthetic_data(tmp_path):
             "SELECT asset.name, asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_event.asset_id"
         ).fetchall()
     extras = {name: json.loads(extra) for name, extra in events}
-    assert set(extras) == {"fairshelf.gold.recommendations", "fairshelf.gold.default_recommendations", "fairshelf.gold.runs"}
+    assert set(extras) == {
+        f"fairshelf.gold.{table}"
+        for table in ("recommendations", "default_recommendations", "quality_results", "audit", "runs", "lineage")
+    }
     assert extras["fairshelf.gold.recommendations"]["run_id"] == run_id
     assert extras["fairshelf.gold.recommendations"]["run_date"] == RUN_DATE.isoformat()
     assert extras["fairshelf.gold.recommendations"]["delta_version"] == json.loads(runs[0]["versions_json"])["gold/recommendations"]

@@ -193,7 +193,7 @@ def test_a_failure_before_publication_leaves_the_previous_shelves(lake, spark, m
         raise RuntimeError("injected: the machine died before the run was recorded")
 
     monkeypatch.setitem(pipeline.STAGES, "publish", publish_then_crash)
-    smaller = dataclasses.replace(config, shelf=dataclasses.replace(config.shelf, size=3))
+    smaller = dataclasses.replace(config, shelf=dataclasses.replace(config.shelf, size=10))
     with pytest.raises(RunFailed):
         run_pipeline(spark, smaller, DAY)
     # ... and are in the table, but readers still get the previous run's
