@@ -305,13 +305,14 @@ def erase_from_table(info: tables.TableInfo, keys: Sequence[str], commit: tables
 
 
 def check_key_of_lakehouse(config: Config) -> None:
-    """ErasureError unless the latest recorded run used the configured key: with another
-    key the pseudonyms differ, and an erasure would find nobody and record zeros."""
+    """ErasureError unless the latest recorded nightly run used the configured key: with
+    another key the pseudonyms differ, and an erasure would find nobody and record zeros.
+    (Rows of kind erasure or rollback only re-point a publication; they pseudonymize nothing.)"""
     uri = config.table("gold", "runs")
     if not tables.table_exists(uri):
         return
-    runs = tables.read_arrow(uri).select(["run_id", "finished_at", "key_fingerprint"])
-    recorded = [r for r in runs.to_pylist() if r["key_fingerprint"]]
+    runs = tables.read_arrow(uri).select(["run_id", "kind", "finished_at", "key_fingerprint"])
+    recorded = [r for r in runs.to_pylist() if r["key_fingerprint"] and r["kind"] in (None, "run")]
     if not recorded:
         return
     latest = max(recorded, key=lambda r: r["finished_at"])
@@ -382,7 +383,12 @@ def repoint_publication(spark: SparkSession, config: Config, report: ErasureRepo
         live = latest_publication(config.lakehouse)
     except NothingPublished:
         return
-    moved = {t: {"version": v} for t, v in report.versions.items() if t in live["published"]}
+    pinned = live["published"]
+    moved = {
+        t: {"version": v}
+        for t, v in report.versions.items()
+        if t in pinned and pinned[t].get("version") != v  # an erasure that changed nothing moves nothing
+    }
     if not moved:
         return
     live.pop("published")

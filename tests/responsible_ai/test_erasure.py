@@ -37,6 +37,7 @@ D = date(2026, 11, 25)
 SPEC = SyntheticSpec(users=200, items=80, events_per_day=1200, days=2, end_date=D, seed=7)
 REQUESTED_AT = "2026-11-26T09:30:00Z"
 LOG = "gold/erasure_log"
+RUNS = "gold/runs"
 
 
 # --- helpers: what the lakehouse holds ------------------------------------------------------
@@ -288,14 +289,25 @@ def test_no_file_of_any_version_log_or_model_names_the_erased_user(erased):
 
 @pytest.mark.spark
 @pytest.mark.integration
+def repointings(before: list[dict], after: list[dict]) -> list[dict]:
+    """The gold/runs rows added between ``before`` and ``after``: an erasure appends one
+    of kind ``erasure`` re-pointing the live publication at the post-erasure versions."""
+    added = [r for r in after if r not in before]
+    assert all(r["kind"] == "erasure" for r in added), added
+    return added
+
+
 def test_other_users_rows_are_untouched(erased):
     assert set(erased.after) == set(erased.before)
     for name, rows in erased.before.items():
-        assert without(erased.after[name], set()) == without(rows, {erased.key}), name
+        if name != RUNS:
+            assert without(erased.after[name], set()) == without(rows, {erased.key}), name
+    [repointed] = repointings(erased.before[RUNS], erased.after[RUNS])
+    assert erased.key not in repr(repointed)
     counts = key_counts(erased.before, erased.key)
     after = {t.name: t.rows for t in tables.list_tables(erased.config.lakehouse)}
     for name, info in erased.infos.items():
-        if name != LOG:
+        if name not in (LOG, RUNS):
             assert after[name] == info.rows - counts.get(name, 0), name
 
 
@@ -330,8 +342,8 @@ def test_the_erasure_log_holds_one_record_with_rows_per_table(erased):
     assert json.loads(record["rows_by_table_json"]) == counts
     assert counts["silver/events"] > 0 and counts["gold/recommendations"] > 0
     assert set(counts) == {"silver/events", "silver/user_features", "silver/interactions",
-                           "silver/candidates", "quarantine/viewing_events",
-                           "gold/recommendations"}
+                           "silver/candidates", "silver/holdout", "silver/holdout_candidates",
+                           "silver/shelves", "quarantine/viewing_events", "gold/recommendations"}
     assert erased.report.rows == sum(counts.values())
     metrics = json.dumps(erased.report.metrics())
     assert erased.key not in metrics and erased.account not in metrics
@@ -374,7 +386,9 @@ def test_a_second_erasure_of_the_account_is_recorded_with_zero_rows(spark, erase
                             "erase-2", run_date=D + timedelta(days=2))
 
     assert report.rows == 0 and report.model_dirs_rewritten == 0
-    assert current_rows(config) == erased.after
+    now = current_rows(config)
+    assert {k: v for k, v in now.items() if k != RUNS} == {k: v for k, v in erased.after.items() if k != RUNS}
+    repointings(erased.after[RUNS], now[RUNS])  # only re-pointing rows were added, if any
     records = [r for r in tables.read_arrow(config.table("gold", "erasure_log")).to_pylist()
                if r["run_id"] == "erase-2"]
     assert [(r["user_key"], r["model_files_rewritten"]) for r in records] == [(erased.key, 0)]

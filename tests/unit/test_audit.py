@@ -168,7 +168,7 @@ def test_judge_leaves_undefined_values_unjudged():
     rows = [{"side": "user", "metric": "ndcg@10_ratio", "group_dimension": "region", "group": None,
              "shelves": "reranked", "value": None}]
     judged, failures = judge(rows, AuditSettings())
-    assert judged[0]["passed"] is None and judged[0]["threshold"] == 0.5 and failures == []
+    assert judged[0]["passed"] is None and judged[0]["threshold"] == AuditSettings().min_group_ndcg_ratio and failures == []
 
 
 # --- configuration ---------------------------------------------------------------------------
