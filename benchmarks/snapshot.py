@@ -31,14 +31,19 @@ def resolve(rev: str) -> str:
     return _git("rev-parse", "--verify", f"{rev}^{{commit}}").decode().strip()
 
 
+MEASURED = ("jobs", "expectations")  # what a snapshot holds of a revision (if present there)
+
+
 def snapshot_code(rev: str, work_dir: Path) -> tuple[Path, str]:
-    """``<work_dir>/code/<commit>/`` holding ``jobs/`` at ``rev`` and the working tree's
-    ``benchmarks/*.py``; returns it and the commit id."""
+    """``<work_dir>/code/<commit>/`` holding ``jobs/`` and the Great Expectations suites
+    (``expectations/``, which the quality stage reads beside the package) at ``rev``, and
+    the working tree's ``benchmarks/*.py``; returns it and the commit id."""
     commit = resolve(rev)
     target = work_dir / "code" / commit[:12]
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    with tarfile.open(fileobj=io.BytesIO(_git("archive", "--format=tar", commit, "jobs")), mode="r:") as tar:
+    measured = [p for p in MEASURED if _git("ls-tree", "--name-only", commit, p).strip()]
+    with tarfile.open(fileobj=io.BytesIO(_git("archive", "--format=tar", commit, *measured)), mode="r:") as tar:
         tar.extractall(target, filter="data")
     (target / "benchmarks").mkdir()
     for source in HERE.glob("*.py"):
@@ -47,6 +52,6 @@ def snapshot_code(rev: str, work_dir: Path) -> tuple[Path, str]:
 
 
 def working_tree_changes() -> list[str]:
-    """Paths under ``jobs/`` that differ from HEAD (modified or untracked)."""
-    lines = _git("status", "--porcelain", "--", "jobs").decode().splitlines()
+    """Paths under ``jobs/`` and ``expectations/`` that differ from HEAD (modified or untracked)."""
+    lines = _git("status", "--porcelain", "--", *MEASURED).decode().splitlines()
     return sorted(line[3:] for line in lines if line.strip())
