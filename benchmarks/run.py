@@ -139,6 +139,7 @@ def validation_share(point: dict[str, Any]) -> dict[str, Any] | None:
         return None
     seconds = stages["quality"] + timings.get("rerank", {}).get("validation_seconds", 0.0)
     return {"ratio": round(seconds / point["seconds"], 4), "validation_seconds": round(seconds, 2),
+            "numerator": "quality stage + rerank validation_seconds", "denominator": "the nightly run",
             "run_seconds": point["seconds"], "events": point["events"]}
 
 
