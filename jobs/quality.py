@@ -377,7 +377,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     profile = qp.with_previous_shares(qp.group_shares(interactions, users, content), previous_shares).cache()
     parameters = suite_parameters(config, run_date, band)
 
-    docs_dir = str(Path(config.report_dir(day)) / "quality") if q.data_docs else None
+    docs_dir = str((Path(config.report_dir(day)) / "quality").resolve()) if q.data_docs else None  # GE: absolute
     validator = Validator(docs_dir)
     frames = {
         "landing_events": landing,
