@@ -95,6 +95,7 @@ class RerankSettings:
     calibration_smoothing: float = 0.01  # Steck's alpha
     explore_slots: int = 4  # last positions of a shelf, for titles the user has not engaged with
     explore_spread: float = 0.2  # weight of a seeded per-(user, title) term spreading explore picks
+    exposure_weight: float = 0.0  # bonus for titles few shelves of the run hold yet (freshness) in the MMR
 
 
 @dataclass(frozen=True)
@@ -346,8 +347,10 @@ def _validate(config: Config) -> Config:
 
 def _rerank_problems(rerank: RerankSettings, shelf_size: int) -> list[str]:
     problems = []
-    if not 0 <= rerank.mmr_lambda <= 1 or rerank.longtail_weight < 0:
-        problems.append("rerank.mmr_lambda must be within [0, 1] and rerank.longtail_weight >= 0")
+    if not 0 <= rerank.mmr_lambda <= 1 or rerank.longtail_weight < 0 or rerank.exposure_weight < 0:
+        problems.append(
+            "rerank.mmr_lambda must be within [0, 1], rerank.longtail_weight and rerank.exposure_weight >= 0"
+        )
     if not 0 < rerank.max_genre_share <= 1 or not 0 <= rerank.min_underrepresented_share <= 1:
         problems.append("rerank.max_genre_share must be within (0, 1] and rerank.min_underrepresented_share within [0, 1]")
     if rerank.underrepresented not in {"derived", "configured"}:

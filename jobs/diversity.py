@@ -7,10 +7,11 @@ candidate with the best objective among those that keep every constraint satisfi
 
 - objective, ordinary positions: maximal marginal relevance (Carbonell & Goldstein 1998),
   ``lambda * relevance + (1 - lambda) * (1 - max genre Jaccard similarity to the titles
-  already picked) + longtail_weight * long-tail score``; relevance is the model score
-  min-max scaled within the user's list, the long-tail score 1 - the title's popularity
-  percentile (``longtail_scores``). ``mmr_lambda = 1, longtail_weight = 0`` keeps the
-  model's order.
+  already picked) + longtail_weight * long-tail score + exposure_weight * freshness``;
+  relevance is the model score min-max scaled within the user's list, the long-tail score
+  1 - the title's popularity percentile (``longtail_scores``), the freshness
+  ``exp(-shelves of the run already holding the title)`` (see exposure below).
+  ``mmr_lambda = 1, longtail_weight = 0, exposure_weight = 0`` keeps the model's order.
 - ``max_genre_share``: a genre may be carried by at most ``floor(share * shelf length)``
   titles. A title counts once for EACH of its genres (a "Drama|Comedy" title counts for
   Drama and for Comedy), so a shelf cannot hide a dominant genre behind secondary ones;
@@ -31,11 +32,24 @@ candidate with the best objective among those that keep every constraint satisfi
   exceeds the bound the candidates cannot meet it and the shelf is flagged. Users whose
   history has no genre are not constrained. ``0`` turns it off.
 - explore slots: the last ``explore_slots`` positions go to titles the user has not
-  engaged with, preferring genres new to the user and long-tail titles (score = share of
-  the title's genres absent from the history + long-tail score + ``explore_spread`` x a
-  seeded per-(user, title) number in [0, 1), so that explore slots spread over many titles
-  across users instead of all showing the same few; the model's relevance only breaks
-  ties). Flagged when no such title is left.
+  engaged with, preferring titles no shelf holds yet, then genres new to the user and
+  long-tail titles (score = ``EXPLORE_FRESHNESS`` x freshness + share of the title's
+  genres absent from the history + long-tail score + ``explore_spread`` x a seeded
+  per-(user, title) number in [0, 1), so that explore slots spread over many titles across
+  users instead of all showing the same few; the model's relevance only breaks ties).
+  Flagged when no such title is left.
+
+Exposure (catalog coverage): users are selected in rounds of ``EXPOSURE_ROUND_USERS``; after
+each round the titles it placed count as exposed, and a title's freshness, exp(-number of
+shelves holding it), falls with each shelf that holds it. Explore slots take fresh titles
+first, so they spread over the catalog instead of showing every user the same long-tail
+titles: on MovieLens-100K (``jobs.evaluate``, random protocol, top-10 with 2 explore slots)
+coverage goes from 1.6x to 2.3x that of the plain top-10 at the same nDCG@10 cost (-6.4%).
+``exposure_weight`` (default 0) also moves the ordinary positions: a title the model ranks
+almost as high as the one most users get goes to the users who come later; it widens
+coverage further but costs nDCG. ``select_shelves`` takes the counts so far (e.g. of the
+previous Arrow batches of a Spark partition) and returns them updated, so the order of
+users matters: callers give a deterministic one.
 
 When no candidate keeps every constraint, constraints are relaxed one by one in the order
 max_titles_per_provider, max_genre_share, min_underrepresented_share (the least important
@@ -73,6 +87,12 @@ FLAG_REASONS = {
     "calibration": "no selection from the candidates brings the genre mix within the KL bound of the history",
 }
 _TIE_BREAK = 1e-3
+# Users selected together before exposure counts are updated: smaller rounds spread titles
+# better, larger ones cost fewer numpy passes (32: 0.3 s for MovieLens' 943 + 108 users).
+EXPOSURE_ROUND_USERS = 32
+# Weight of freshness in the explore score: above genre novelty + long tail (at most 2), so
+# an explore slot takes a title no shelf holds yet whenever the user has one.
+EXPLORE_FRESHNESS = 3.0
 
 
 class DiversityError(ValueError):
@@ -158,6 +178,7 @@ class Shelves:
     items: np.ndarray  # item id picked at each rank
     explore: np.ndarray  # bool: the rank is an explore slot
     flags: np.ndarray  # bool (users, len(FLAGS)): constraint the shelf could not satisfy
+    exposure: np.ndarray  # float (items,): shelves holding each title, counts given plus this batch's
 
     def flag_strings(self) -> list[str | None]:
         """The ``constraint_flags`` value of each shelf ("a,b" or None)."""
@@ -169,6 +190,7 @@ class _Batch:
     """A batch's candidate arrays with the catalog attributes looked up."""
 
     valid: np.ndarray
+    items: np.ndarray  # (U, N) item ids, 0 on padding
     relevance: np.ndarray
     genres: np.ndarray  # (U, N, g) bool
     genre_bits: np.ndarray | None  # (U, N) uint64 genre masks (None beyond 64 genres)
@@ -176,7 +198,7 @@ class _Batch:
     provider: np.ndarray  # (U, N), -1 unknown or padding
     underrepresented: np.ndarray  # (U, N)
     longtail: np.ndarray  # (U, N)
-    explore_score: np.ndarray  # (U, N)
+    explore_score: np.ndarray  # (U, N) without freshness (which changes from round to round)
     eligible_explore: np.ndarray  # (U, N)
     history_mix: np.ndarray  # (U, g)
     length: np.ndarray  # (U,) shelf length
@@ -216,6 +238,7 @@ def _batch(candidates, scores, engaged, history_mix, catalog: CatalogArrays, set
     needed = _underrepresented_target(settings, length, catalog)
     return _Batch(
         valid=valid,
+        items=ids,
         relevance=rel,
         genres=genres,
         genre_bits=_genre_bits(genres),
@@ -271,7 +294,9 @@ def _genre_similarity(b: _Batch, rows: np.ndarray, best: np.ndarray) -> np.ndarr
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)
 
 
-def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _greedy(
+    b: _Batch, freshness: np.ndarray, settings, k: int, calibrate: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Positions (U, k), explore (U, k) and relaxed flags (U, len(FLAGS)) of one pass."""
     n_users, width = b.valid.shape
     rows = np.arange(n_users)
@@ -286,6 +311,7 @@ def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, n
     under_picked = np.zeros(n_users, dtype=np.int64)
     cap_provider = settings.max_titles_per_provider
     lam = settings.mmr_lambda
+    explore_score = b.explore_score + EXPLORE_FRESHNESS * freshness
     for step in range(k):
         active = step < b.length
         remaining = b.length - step
@@ -310,10 +336,13 @@ def _greedy(b: _Batch, settings, k: int, calibrate: bool) -> tuple[np.ndarray, n
             kl = calibration_kl(b.history_mix[:, None, :], mix_after, settings.calibration_smoothing)
             objective = -kl + _TIE_BREAK * b.relevance
         else:
-            objective = lam * b.relevance + (1.0 - lam) * (1.0 - max_similarity) + settings.longtail_weight * b.longtail
+            objective = (
+                lam * b.relevance + (1.0 - lam) * (1.0 - max_similarity)
+                + settings.longtail_weight * b.longtail + settings.exposure_weight * freshness
+            )
         # an explore slot whose eligibility had to be relaxed is filled as an ordinary position
         explore_step = explore_step & (level % 2 == 0)
-        objective = np.where(explore_step[:, None], b.explore_score, objective)
+        objective = np.where(explore_step[:, None], explore_score, objective)
         best = np.argmax(np.where(allowed, objective, -np.inf), axis=1)
         picked = active & allowed[rows, best]
         positions[picked, step] = best[picked]
@@ -366,6 +395,7 @@ def select_shelves(
     settings: Any,
     k: int,
     user_seeds: np.ndarray | None = None,
+    exposure: np.ndarray | None = None,
 ) -> Shelves:
     """Shelves of ``k`` titles for a batch of users (module doc).
 
@@ -374,7 +404,8 @@ def select_shelves(
     watched the candidate; ``history_mix``: (users, genres) p(genre | user)
     (``history_genre_mix``); ``settings``: a ``jobs.config.RerankSettings``;
     ``user_seeds``: (users,) integers that seed each user's explore spread (``spread``;
-    default the row numbers), e.g. a hash of the user key.
+    default the row numbers), e.g. a hash of the user key; ``exposure``: (items,) shelves
+    already holding each title (default none), returned updated as ``Shelves.exposure``.
     """
     candidates = np.asarray(candidates, dtype=np.int64)
     if candidates.ndim != 2:
@@ -394,22 +425,40 @@ def select_shelves(
     if k < 1:
         raise DiversityError(f"k must be at least 1, got {k}")
     seeds = np.arange(len(candidates)) if user_seeds is None else np.asarray(user_seeds)
+    n_items = catalog.genres.shape[0]
+    exposure = np.zeros(n_items) if exposure is None else np.array(exposure, dtype=np.float64)
+    if exposure.shape != (n_items,):
+        raise DiversityError(f"exposure shape {exposure.shape} is not (items,) = ({n_items},)")
     b = _batch(candidates, scores, engaged, history_mix, catalog, settings, k, seeds)
-    positions, explore, relaxed = _greedy(b, settings, k, calibrate=False)
+    positions = np.full((len(candidates), k), -1, dtype=np.int64)
+    explore = np.zeros((len(candidates), k), dtype=bool)
+    flags = np.zeros((len(candidates), len(FLAGS)), dtype=bool)
+    for start in range(0, len(candidates), EXPOSURE_ROUND_USERS):
+        rows = np.arange(start, min(start + EXPOSURE_ROUND_USERS, len(candidates)))
+        part = b.subset(rows)
+        freshness = np.exp(-exposure[part.items]) * part.valid
+        positions[rows], explore[rows], flags[rows] = _select(part, freshness, settings, k)
+        users, ranks = np.nonzero(positions[rows] >= 0)
+        np.add.at(exposure, part.items[users, positions[rows][users, ranks]], 1.0)
+    items = np.where(positions >= 0, np.take_along_axis(candidates, np.maximum(positions, 0), axis=1), -1)
+    return Shelves(positions=positions, items=items, explore=explore, flags=flags, exposure=exposure)
+
+
+def _select(b: _Batch, freshness: np.ndarray, settings, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions, explore and flags of one round's shelves (module doc)."""
+    positions, explore, relaxed = _greedy(b, freshness, settings, k, calibrate=False)
     if settings.calibration_max_kl > 0:
         over = np.flatnonzero(_shelf_kl(b, positions, settings) > settings.calibration_max_kl)
         if len(over):
             sub = b.subset(over)
-            again, again_explore, again_relaxed = _greedy(sub, settings, k, calibrate=True)
+            again, again_explore, again_relaxed = _greedy(sub, freshness[over], settings, k, calibrate=True)
             fixed = _shelf_kl(sub, again, settings) <= settings.calibration_max_kl
             positions[over[fixed]] = again[fixed]
             explore[over[fixed]] = again_explore[fixed]
             relaxed[over[fixed]] = again_relaxed[fixed]
             relaxed[over[~fixed], 4] = True
     relaxed[:, 3] |= b.underrepresented_needed < b.underrepresented_target
-    flags = relaxed & _violations(b, positions, explore, settings)
-    items = np.where(positions >= 0, np.take_along_axis(candidates, np.maximum(positions, 0), axis=1), -1)
-    return Shelves(positions=positions, items=items, explore=explore, flags=flags)
+    return positions, explore, relaxed & _violations(b, positions, explore, settings)
 
 
 def underrepresented_groups(

@@ -11,6 +11,7 @@ import pytest
 
 from jobs.config import RerankSettings
 from jobs.diversity import (
+    EXPOSURE_ROUND_USERS,
     FLAGS,
     CatalogArrays,
     DiversityError,
@@ -24,7 +25,7 @@ from jobs.diversity import (
 
 OFF = RerankSettings(
     mmr_lambda=1.0, longtail_weight=0.0, max_genre_share=1.0, min_underrepresented_share=0.0,
-    max_titles_per_provider=0, calibration_max_kl=0.0, explore_slots=0,
+    max_titles_per_provider=0, calibration_max_kl=0.0, explore_slots=0, exposure_weight=0.0,
 )
 # items 0-3: genre A; 4: B; 5: A and B. Providers: 0-2 "p0", 3-5 "p1". Item 5 is
 # under-represented. Popularity falls with the id (item 5 is the long tail).
@@ -164,3 +165,51 @@ def test_explore_spread_is_seeded_per_user_and_title():
     shelves = select_shelves(candidates, None, np.zeros((8, 6), bool), np.zeros((8, 2)), CATALOG,
                              dataclasses.replace(OFF, explore_slots=1, explore_spread=10.0), 2)
     assert (shelves.items[:, 0] == 0).all() and len(set(shelves.items[:, 1].tolist())) > 1
+
+
+def crowd(rounds: int, **settings):
+    """``rounds`` rounds of users who all have the same near-tied candidates 0-5 (scores
+    6.0, 5.9, ..., 5.5): without exposure every shelf would be the same."""
+    n = EXPOSURE_ROUND_USERS * rounds
+    candidates = np.array([[0, 1, 2, 3, 4, 5]] * n)
+    scores = np.array([[6.0, 5.9, 5.8, 5.7, 5.6, 5.5]] * n)
+    shelves = select_shelves(candidates, scores, np.zeros((n, 6), bool), np.zeros((n, 2)), CATALOG,
+                             dataclasses.replace(OFF, **settings), 2)
+    return shelves
+
+
+def test_exposure_moves_later_users_to_titles_earlier_shelves_do_not_hold():
+    plain = crowd(2)
+    assert (plain.items == [0, 1]).all()
+    assert plain.exposure.tolist() == [64, 64, 0, 0, 0, 0]  # shelves holding each title
+    spread_out = crowd(2, exposure_weight=1.0)
+    first, second = spread_out.items[:EXPOSURE_ROUND_USERS], spread_out.items[EXPOSURE_ROUND_USERS:]
+    # the first round sees no exposure yet: the model's order
+    assert (first == [0, 1]).all()
+    # the next round: 0 and 1 are held by 32 shelves each (freshness ~0), so the best fresh
+    # titles 2 and 3 win (relevance 0.6 + 1 > 1 + 0)
+    assert (second == [2, 3]).all()
+    assert spread_out.exposure.tolist() == [32, 32, 32, 32, 0, 0]
+
+
+def test_exposure_counts_are_taken_and_returned():
+    candidates, engaged, history = CANDIDATES, np.zeros((1, 6), bool), np.zeros((1, 2))
+    settings = dataclasses.replace(OFF, exposure_weight=1.0)
+    held = np.array([50.0, 50, 0, 0, 0, 0])  # e.g. the previous Arrow batches of the partition
+    shelves = select_shelves(candidates, SCORES, engaged, history, CATALOG, settings, 2, exposure=held)
+    # relevance 1, 0.8 for items 0, 1 against 0.6 + 1 and 0.4 + 1 for the fresh items 2, 3
+    assert shelves.items.tolist() == [[2, 3]]
+    assert shelves.exposure.tolist() == [50, 50, 1, 1, 0, 0] and held.tolist() == [50, 50, 0, 0, 0, 0]
+    with pytest.raises(DiversityError, match="exposure shape"):
+        select_shelves(candidates, SCORES, engaged, history, CATALOG, settings, 2, exposure=np.zeros(3))
+
+
+def test_explore_slots_go_to_titles_no_shelf_holds_yet():
+    # one explore slot, no exposure weight in the ordinary positions: the first round's explore
+    # picks (long tail first: item 5) make later rounds explore other titles
+    shelves = crowd(3, explore_slots=1)
+    assert (shelves.items[:, 0] == 0).all()
+    explored = [set(shelves.items[r * EXPOSURE_ROUND_USERS:(r + 1) * EXPOSURE_ROUND_USERS, 1].tolist())
+                for r in range(3)]
+    assert explored[0] == {5}
+    assert 5 not in explored[1] and explored[1].isdisjoint(explored[2])
