@@ -287,8 +287,6 @@ def test_no_file_of_any_version_log_or_model_names_the_erased_user(erased):
         assert tables.log_files_mentioning(info.uri, [erased.key]) == []
 
 
-@pytest.mark.spark
-@pytest.mark.integration
 def repointings(before: list[dict], after: list[dict]) -> list[dict]:
     """The gold/runs rows added between ``before`` and ``after``: an erasure appends one
     of kind ``erasure`` re-pointing the live publication at the post-erasure versions."""
@@ -297,6 +295,8 @@ def repointings(before: list[dict], after: list[dict]) -> list[dict]:
     return added
 
 
+@pytest.mark.spark
+@pytest.mark.integration
 def test_other_users_rows_are_untouched(erased):
     assert set(erased.after) == set(erased.before)
     for name, rows in erased.before.items():
