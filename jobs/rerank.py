@@ -59,8 +59,8 @@ from jobs.stage import GateFailed, StageResult, stage_main
 
 # Users of one Spark partition share the exposure counts that spread shelves over the
 # catalog (jobs.diversity, exposure): each partition gets at least this many users, so a
-# small run is re-ranked in one partition (8 partitions of MovieLens' 943 users cover 13%
-# fewer titles than one).
+# small run is re-ranked in one partition (MovieLens' 943 users, top-10, split into 8
+# partitions: coverage x1.89 of the plain top-10 instead of x2.27 in one).
 MIN_USERS_PER_PARTITION = 5000
 SHELF_SCHEMA = "user_key string, rank int, content_id string, score double, constraint_flags string, explore boolean"
 
