@@ -2,7 +2,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup test demo clean
+.PHONY: setup test test-fast contracts demo clean
 
 setup:
 	$(PYTHON) -m venv $(VENV)
@@ -11,8 +11,18 @@ setup:
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python -c "import jobs, pyspark, deltalake, implicit, airflow, great_expectations, fairlearn; print('fairshelf environment ready in $(VENV)')"
 
-test:
+# The import contracts of pyproject.toml ([tool.importlinter]): layers, independent
+# stages, no pyspark in the recsys layer or the downstream reader, no import cycles.
+contracts:
+	$(BIN)/lint-imports
+
+# What CI runs: the contracts first, then every test.
+test: contracts
 	$(BIN)/python -m pytest
+
+# The inner loop: contracts and the unit tests (no whole nightly run), a few minutes.
+test-fast: contracts
+	$(BIN)/python -m pytest tests/unit -m "not integration and not movielens"
 
 demo:
 	$(BIN)/fairshelf demo

@@ -2,19 +2,19 @@
 the same input.
 
 - ``privacy_vs_copy``: ingest's validate + minimize + pseudonymize path over the landing
-  events (the transforms of ``jobs.ingest.run``: typed fields, contract rules, HMAC user
+  events (the transforms of ``jobs.stages.ingest.run``: typed fields, contract rules, HMAC user
   keys, the reason counts, silver events and quarantine written) / a plain Spark copy of
   the same landing events to Parquet. Both write with ``df.write.parquet``, so the Delta
   writer's own cost stays out of it (that is ``publish_vs_parquet``).
 - ``implicit_vs_mllib_speedup``: ``pyspark.ml.recommendation.ALS`` (implicitPrefs) fit /
-  ``jobs.train.fit_model`` with algorithm "als", same interactions, factors, iterations,
+  ``jobs.stages.train.fit_model`` with algorithm "als", same interactions, factors, iterations,
   regularization and alpha. Larger is better for ``implicit``.
-- ``rerank_vs_topk``: ``jobs.diversity.select_shelves`` (the rerank stage's constrained
+- ``rerank_vs_topk``: ``jobs.recsys.diversity.select_shelves`` (the rerank stage's constrained
   selection, ``[rerank]`` settings) over the top-N candidates of every user / a plain top-k
   ``argsort`` of the same score matrix. The candidate extraction (and the history's genre
   mix) is shared (the pipeline's train stage already produces candidates) and recorded, not
   counted.
-- ``publish_vs_parquet``: ``jobs.tables.write_table`` / ``df.write.parquet`` of the same
+- ``publish_vs_parquet``: ``jobs.lake.tables.write_table`` / ``df.write.parquet`` of the same
   cached DataFrame, partitioned by ``run_date`` both ways, into an existing table.
 
 Each function runs its pair interleaved (a, b, a, b, ...) after an optional untimed
@@ -103,9 +103,9 @@ def time_pair(
 def privacy_vs_copy(spark, config, run_date: date, out_dir: Path, repeats: int = 3, warmup: bool = True) -> Pair:
     """Ingest's privacy path vs a Parquet copy, over every landing day a first run of
     ``run_date`` ingests, from ``config``'s landing zone."""
-    from jobs import ingest
-    from jobs.schemas import CATALOG, VIEWING_EVENTS
-    from jobs.stage import landing_frame, read_landing
+    from jobs.core.schemas import CATALOG, VIEWING_EVENTS
+    from jobs.lake.landing import landing_frame, read_landing
+    from jobs.stages import ingest
 
     key = config.require_pseudonym_key()
     days = ingest.dates_to_ingest(ingest.landing_event_dates(config), set(), run_date, config.shelf.history_days)
@@ -148,7 +148,7 @@ def implicit_vs_mllib(spark, data, settings, repeats: int = 3, warmup: bool = Tr
     import pyarrow as pa
     from pyspark.ml.recommendation import ALS
 
-    from jobs.train import fit_model, weighted_interactions
+    from jobs.stages.train import fit_model, weighted_interactions
 
     settings = dataclasses.replace(settings, algorithm="als")
     weighted = weighted_interactions(data, settings)
@@ -175,7 +175,7 @@ def implicit_vs_mllib(spark, data, settings, repeats: int = 3, warmup: bool = Tr
     if warmup:  # one iteration each: JVM classes and BLAS loaded, not counted
         mllib(1)()
         implicit(1)()
-    pair = Pair("spark mllib ALS fit", "implicit ALS fit (jobs.train.fit_model)",
+    pair = Pair("spark mllib ALS fit", "implicit ALS fit (jobs.stages.train.fit_model)",
                 detail={"interactions": rows, "users": int(weighted.matrix.shape[0]),
                         "items": int(weighted.matrix.shape[1]), "factors": settings.factors,
                         "iterations": settings.iterations, "regularization": settings.regularization,
@@ -200,7 +200,7 @@ def rerank_vs_topk(
     catalog=None,
     history=None,
 ) -> Pair:
-    """``jobs.diversity.select_shelves`` (the rerank stage's selection, every constraint of
+    """``jobs.recsys.diversity.select_shelves`` (the rerank stage's selection, every constraint of
     ``settings``, default the ``[rerank]`` defaults; ``lambda_`` overrides its MMR lambda)
     of every user's top-``candidates`` down to ``k`` vs the top-``k`` of a plain argsort
     over the (users x items) ``scores``, in batches of ``batch_users``.
@@ -210,9 +210,9 @@ def rerank_vs_topk(
     explore; default none) are what the stage would know."""
     from scipy.sparse import csr_matrix
 
-    from jobs.config import RerankSettings
-    from jobs.diversity import CatalogArrays, history_genre_mix, select_shelves
-    from jobs.models import top_n
+    from jobs.core.config import RerankSettings
+    from jobs.recsys.diversity import CatalogArrays, history_genre_mix, select_shelves
+    from jobs.recsys.models import top_n
 
     settings = settings or RerankSettings()
     if lambda_ is not None:
@@ -254,7 +254,7 @@ def catalog_arrays_for(data, content, settings):
     (silver/content as Arrow), as the rerank stage builds them: providers, titles of
     under-represented provider groups or languages (derived from ``data``'s consumption),
     long-tail scores from viewers per title."""
-    from jobs.diversity import CatalogArrays, longtail_scores, underrepresented_groups
+    from jobs.recsys.diversity import CatalogArrays, longtail_scores, underrepresented_groups
 
     by_id = {row["content_id"]: row for row in content.select(
         ["content_id", "genres", "provider", "provider_group", "original_language"]).to_pylist()}
@@ -300,8 +300,8 @@ def publish_vs_parquet(
     """``write_table`` vs ``df.write.parquet`` of ``df`` (which has ``run_date``), cached
     first. Each Delta write replaces the partitions it holds in one table, as a nightly
     rerun does; the first write (the warm-up, or the first timed one) creates it."""
-    from jobs import tables
-    from jobs.schemas import USER_KEY_COLUMNS
+    from jobs.core.schemas import USER_KEY_COLUMNS
+    from jobs.lake import tables
 
     df = df.cache()
     rows = df.count()
@@ -320,7 +320,7 @@ def publish_vs_parquet(
     def parquet() -> None:
         df.write.mode("overwrite").partitionBy("run_date").parquet(str(parquet_dir))
 
-    pair = Pair("jobs.tables.write_table (delta-rs)", "df.write.parquet",
+    pair = Pair("jobs.lake.tables.write_table (delta-rs)", "df.write.parquet",
                 detail={"rows": rows, "partitions": len(partitions), "columns": len(df.columns)})
     result = time_pair(pair, publish, parquet, repeats, warmup)
     df.unpersist()

@@ -49,7 +49,7 @@ SERIES_KEYS = ("events", "seconds", "peak_rss_mb")
 MACHINE_KEYS = ("cores", "memory_gb", "python", "java", "pyspark", "deltalake", "implicit",
                 "load_average_start", "load_average_end", "date")
 VALIDATION_NOTE = (
-    "validation_share is null: the measured code has no quality stage (jobs/quality.py), so "
+    "validation_share is null: the measured code has no quality stage (jobs/stages/quality.py), so "
     "there is no validation time to measure."
 )
 
@@ -66,9 +66,9 @@ def measure_ratios(spark, config, scratch: Path, repeats: int, warmup: bool = Tr
     import numpy as np
 
     from benchmarks import ratios
-    from jobs import tables
-    from jobs.stage import read_silver
-    from jobs.train import InteractionMatrix, fit_model, weighted_interactions
+    from jobs.lake import tables
+    from jobs.shared.stage import read_silver
+    from jobs.stages.train import InteractionMatrix, fit_model, weighted_interactions
 
     day = RUN_DATE.isoformat()
     found: dict[str, Any] = {}
@@ -100,7 +100,7 @@ def measure_ratios(spark, config, scratch: Path, repeats: int, warmup: bool = Tr
 
 def ratios_worker(lakehouse: Path, out: Path, repeats: int, code_version: str | None) -> None:
     """In its own process: ``measure_ratios`` on ``lakehouse``, JSON to ``out``."""
-    from jobs.spark import build_spark
+    from jobs.lake.spark import build_spark
 
     config = benchmark_config(lakehouse, code_version)
     scratch = lakehouse.parent / f"{lakehouse.name}-ratios"
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result = assemble_result(details, series, machine, [
         f"series: first nightly runs (all {series[-1]['days']} landing days ingested) of "
-        f"jobs.pipeline.run_pipeline for {RUN_DATE}, each in its own process; seconds = median of "
+        f"jobs.orchestration.pipeline.run_pipeline for {RUN_DATE}, each in its own process; seconds = median of "
         f"{args.repeats} run(s) of run_pipeline (Spark start-up excluded, see spark_start_seconds), "
         "peak_rss_mb = max over those runs of the peak summed RSS of the worker process tree "
         "(driver + Spark JVM + Python workers; pages shared by forked workers count once per process).",

@@ -4,7 +4,7 @@ process, with the peak memory of its whole process tree.
 A series point: the landing zone for ``events`` events is generated once (in this
 process, not measured), then each repeat starts ``python -m benchmarks.run --worker
 pipeline`` on a lakehouse holding only that landing zone. The worker builds the Spark
-session and runs ``jobs.pipeline.run_pipeline`` for the last landing day (a first run: it
+session and runs ``jobs.orchestration.pipeline.run_pipeline`` for the last landing day (a first run: it
 ingests all days) and writes its timings as JSON. Meanwhile this process samples the RSS
 of the worker and every descendant (the Spark JVM, Python workers) with psutil and keeps
 the peak of their sum.
@@ -41,7 +41,7 @@ def spec_for(events: int, seed: int = 42):
     """The synthetic landing zone of a series point: ``events`` events over a week, one
     user per 25 events (at least 1,000), one title per 400 events (500 to 3,000),
     Parquet files."""
-    from jobs.synthetic import SyntheticSpec
+    from jobs.datasets.synthetic import SyntheticSpec
 
     if events < DAYS:
         raise ValueError(f"a series point needs at least {DAYS} events, got {events}")
@@ -204,7 +204,7 @@ def run_series_point(
     events: int, work_dir: Path, repeats: int, timeout: float, code_version: str
 ) -> dict[str, Any]:
     """Generate the landing zone for ``events`` and time ``repeats`` first runs on it."""
-    from jobs.synthetic import generate_landing
+    from jobs.datasets.synthetic import generate_landing
 
     spec = spec_for(events)
     lakehouse = work_dir / f"series-{events}"
@@ -264,7 +264,7 @@ def run_series_point(
 def benchmark_config(lakehouse: Path | str, code_version: str | None = None):
     """The packaged defaults, rooted at ``lakehouse``, with a fresh random key: the
     caller's environment does not change what is measured, and no key is stored."""
-    from jobs.config import load_config
+    from jobs.core.config import load_config
 
     overrides = {"code_version": code_version} if code_version else {}
     return load_config(environ={}, lakehouse=str(lakehouse),
@@ -278,8 +278,8 @@ def phase_file(out: Path) -> Path:
 
 def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> None:
     """In the measured process: one nightly run for ``RUN_DATE``; timings to ``out``."""
-    from jobs.pipeline import run_pipeline
-    from jobs.spark import build_spark
+    from jobs.lake.spark import build_spark
+    from jobs.orchestration.pipeline import run_pipeline
 
     phase = phase_file(out)
     config = benchmark_config(lakehouse, code_version)

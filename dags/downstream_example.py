@@ -8,12 +8,12 @@ append of its row to `gold/runs` (the `record_run` task emits the asset event on
 succeeded run; a failed run triggers nothing and the previous shelves stay live).
 
 - **What it reads.** The publication the triggering event announced (the event's extra
-  names the run id and day D), through `jobs.reader` — `deltalake` and pyarrow, no Spark,
+  names the run id and day D), through `jobs.lake.reader` — `deltalake` and pyarrow, no Spark,
   each table at the Delta version the publication pinned. A backfill's events each
   trigger a run for their own day; a manual run reads the live publication.
 - **What it does.** Summarizes the shelves (users with a shelf, rows, shortest and longest
   shelf, titles by reason) and returns the summary (its XCom), where a real consumer would
-  load them. Replace the task body with your own; keep reading through `jobs.reader`.
+  load them. Replace the task body with your own; keep reading through `jobs.lake.reader`.
 - **Settings.** `FAIRSHELF_LAKEHOUSE` (and `FAIRSHELF_CONFIG`) as for the nightly DAG; no
   pseudonymization key is needed to read.
 """
@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import dag, task
 
-from jobs.airflow_tasks import table_asset
+from jobs.interfaces.airflow_tasks import table_asset
 
 RUNS = table_asset("gold/runs")
 
@@ -48,7 +48,7 @@ def fairshelf_downstream_example():
     @task
     def read_published_shelves(**context) -> dict:
         """Summarize the shelves of the publication that triggered this run."""
-        from jobs.airflow_tasks import read_publication_task
+        from jobs.interfaces.airflow_tasks import read_publication_task
 
         return read_publication_task(context, RUNS)
 

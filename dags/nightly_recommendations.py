@@ -5,11 +5,11 @@ One DAG run builds and publishes the recommendation shelves of **one day D**.
 
 - **Which day.** The DAG runs every night at 02:30 UTC and processes the *previous*
   UTC calendar day: the run with logical date 2026-11-27T02:30Z is for D = 2026-11-26
-  (`jobs.airflow_tasks.run_date_for`). A manual run or `airflow dags test
+  (`jobs.interfaces.airflow_tasks.run_date_for`). A manual run or `airflow dags test
   nightly_recommendations 2026-11-27` is for the day before its logical date as well.
   Every task of a run works on that fixed partition, never on "now" or "latest".
-- **Tasks.** One task per stage of `jobs.stage_graph.UPSTREAM` (`erasure`, `ingest`,
-  `privacy`, `features`, ... `publish`), each calling `jobs.pipeline.run_stage`, wired
+- **Tasks.** One task per stage of `jobs.orchestration.stage_graph.UPSTREAM` (`erasure`, `ingest`,
+  `privacy`, `features`, ... `publish`), each calling `jobs.orchestration.pipeline.run_stage`, wired
   like it. `record_run` runs when all of them are done, whatever
   their state: it appends the run's row to `gold/runs` and writes
   `reports/<D>/index.html`, as `succeeded` or as `failed` naming the first failed stage
@@ -26,7 +26,7 @@ One DAG run builds and publishes the recommendation shelves of **one day D**.
   schedule on `fairshelf.gold.runs` (emitted for succeeded runs only); see
   `dags/downstream_example.py`.
 - **Settings.** The lakehouse and Spark come from `FAIRSHELF_*` environment variables
-  (`jobs.config`). The pseudonymization key is the password of the Airflow connection
+  (`jobs.core.config`). The pseudonymization key is the password of the Airflow connection
   `fairshelf_pseudonym_key`, or `FAIRSHELF_PSEUDONYM_KEY` when that connection does not
   exist. See `infra/airflow/README.md`.
 - **Reruns.** Clear the whole DAG run (every task), or run `fairshelf run --date D`.
@@ -47,7 +47,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
 
-from jobs.airflow_tasks import RECORD_TASK_ID, STAGE_UPSTREAM, table_asset
+from jobs.interfaces.airflow_tasks import RECORD_TASK_ID, STAGE_UPSTREAM, table_asset
 
 # Published tables, by the task that writes them (their Airflow assets).
 # A stage not in the pipeline (yet) has no task, so its entry is simply not used.
@@ -78,15 +78,15 @@ PUBLISHED = {
 def nightly_recommendations():
     @task
     def run_stage(stage: str, **context) -> dict:
-        """Run one stage of jobs.pipeline for the DAG run's day."""
-        from jobs.airflow_tasks import run_stage_task
+        """Run one stage of jobs.orchestration.pipeline for the DAG run's day."""
+        from jobs.interfaces.airflow_tasks import run_stage_task
 
         return run_stage_task(stage, context)
 
     @task(task_id=RECORD_TASK_ID, trigger_rule=TriggerRule.ALL_DONE)
     def record(**context) -> dict:
         """Record the run (gold/runs row and report), succeeded or failed."""
-        from jobs.airflow_tasks import record_run_task
+        from jobs.interfaces.airflow_tasks import record_run_task
 
         return record_run_task(context)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import load_config
+from jobs.core.config import load_config
 
 # py4j logs its connection shutdown from finalizers at interpreter exit, after pytest has
 # closed the captured streams ("--- Logging error ---"); its INFO lines are noise anyway.
@@ -22,7 +22,7 @@ TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from jobs.spark import build_spark
+    from jobs.lake.spark import build_spark
 
     config = make_config(tmp_path_factory.mktemp("spark-lakehouse"))
     session = build_spark(config, app_name="fairshelf-tests")
@@ -51,8 +51,8 @@ def config_factory():
 def synthetic_run(spark, tmp_path_factory):
     """One synthetic landing zone (3 days) and one successful nightly run for its last
     day, shared by the tests that only read what it wrote: (config, summary, outcome)."""
-    from jobs.pipeline import run_pipeline
-    from jobs.synthetic import SyntheticSpec, generate_landing
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+    from jobs.orchestration.pipeline import run_pipeline
 
     config = make_config(tmp_path_factory.mktemp("synthetic") / "lake")
     spec = SyntheticSpec(users=400, items=150, events_per_day=2500, days=3, end_date=date(2026, 11, 25), seed=7)
@@ -65,8 +65,8 @@ def synthetic_run(spark, tmp_path_factory):
 def movielens_run(spark, tmp_path_factory, movielens_dir):
     """MovieLens-100K imported and run for its last day, 1998-04-22 (whole history):
     (config, summary, outcome)."""
-    from jobs.movielens import import_movielens
-    from jobs.pipeline import run_pipeline
+    from jobs.datasets.movielens import import_movielens
+    from jobs.orchestration.pipeline import run_pipeline
 
     config = make_config(tmp_path_factory.mktemp("movielens") / "lake")
     summary = import_movielens(movielens_dir, config.lakehouse)

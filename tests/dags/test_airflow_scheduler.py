@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.airflow_tasks import run_date_for, run_id_for
+from jobs.interfaces.airflow_tasks import run_date_for, run_id_for
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +195,7 @@ class LocalAirflow:
 def local_airflow(tmp_path_factory):
     """infra/airflow/start-local.sh on a free port over a small synthetic lakehouse; the
     key from the Airflow connection (as in production); stopped whatever happens."""
-    from jobs.synthetic import SyntheticSpec, generate_landing
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
 
     root = tmp_path_factory.mktemp("real_airflow")
     home, lake = root / "airflow_home", root / "lake"
@@ -252,7 +252,7 @@ def _published_night(lake: Path, day: date, run_id: str) -> None:
     """gold/recommendations holds D's shelves of exactly this run, gold/runs a succeeded row
     for it, and gold/lineage (when the pipeline writes it) a row per stage whose output
     versions are commits of this run in the tables' Delta history."""
-    from jobs.stage_graph import ORDER
+    from jobs.orchestration.stage_graph import ORDER
 
     shelves = _table(lake, "recommendations").to_pyarrow_table(filters=[("run_date", "=", day.isoformat())])
     assert shelves.num_rows > 0, f"no shelves for {day}"

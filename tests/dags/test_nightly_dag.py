@@ -17,8 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from jobs import airflow_tasks
-from jobs.airflow_tasks import (
+from jobs.core.config import ConfigError, load_config
+from jobs.interfaces import airflow_tasks
+from jobs.interfaces.airflow_tasks import (
     FAILURE_XCOM_KEY,
     RECORD_TASK_ID,
     first_failure,
@@ -27,7 +28,6 @@ from jobs.airflow_tasks import (
     run_id_for,
     table_asset,
 )
-from jobs.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
@@ -117,7 +117,7 @@ context._get_connection = context._get_variable = looked_up
 from airflow.dag_processing.dagbag import DagBag
 
 bag = DagBag(dag_folder=sys.argv[1])
-heavy = ("pyspark", "jobs.pipeline", "jobs.stage", "jobs.spark", "jobs.tables", "deltalake", "implicit")
+heavy = ("pyspark", "jobs.orchestration.pipeline", "jobs.shared.stage", "jobs.lake.spark", "jobs.lake.tables", "deltalake", "implicit")
 print(json.dumps({
     "errors": bag.import_errors,
     "dag_ids": sorted(bag.dag_ids),
@@ -142,9 +142,9 @@ def test_dags_folder_parses_without_errors_or_heavy_work(tmp_path):
 
 # -- structure -------------------------------------------------------------------------------
 def test_one_task_per_stage_wired_like_the_pipeline(dag):
-    from jobs.pipeline import ORDER, UPSTREAM
+    from jobs.orchestration.pipeline import ORDER, UPSTREAM
 
-    # The DAG reads the graph from jobs.airflow_tasks (no pyspark at parse time).
+    # The DAG reads the graph from jobs.interfaces.airflow_tasks (no pyspark at parse time).
     assert airflow_tasks.STAGE_UPSTREAM == UPSTREAM
     assert tuple(airflow_tasks.STAGE_UPSTREAM) == ORDER
     assert set(dag.task_ids) == {*ORDER, RECORD_TASK_ID}
@@ -169,7 +169,7 @@ def test_tasks_retry_and_runs_do_not_overlap(dag):
 
 
 def test_published_tables_are_assets(dag):
-    from jobs.stage_graph import ORDER
+    from jobs.orchestration.stage_graph import ORDER
 
     outlets = {task.task_id: {a.name for a in task.outlets} for task in dag.tasks}
     published = {  # by the task that writes them; stages not in the pipeline have no task
@@ -195,7 +195,7 @@ def test_the_downstream_example_is_scheduled_on_the_runs_asset(dag_bag, dag):
     task = downstream.get_task("read_published_shelves")
     assert task.retries >= 1 and task.execution_timeout is not None
     assert downstream.max_active_runs == 1 and downstream.catchup is False
-    assert "jobs.reader" in downstream.doc_md
+    assert "jobs.lake.reader" in downstream.doc_md
 
 
 def _runs_event(extra: dict, minute: int):
@@ -283,7 +283,7 @@ def test_each_scheduled_run_processes_the_complete_previous_day(dag):
 
 def test_a_stage_task_runs_its_stage_on_the_run_partition(dag, monkeypatch, config):
     """Call the DAG's own `publish` task with an Airflow-like context."""
-    import jobs.pipeline
+    import jobs.orchestration.pipeline
 
     calls = []
 
@@ -292,7 +292,7 @@ def test_a_stage_task_runs_its_stage_on_the_run_partition(dag, monkeypatch, conf
         return {"stage": name, "run_id": run_id, "run_date": run_date.isoformat(),
                 "outputs": {"gold/recommendations": 7, "gold/default_recommendations": 3}, "metrics": {}}
 
-    monkeypatch.setattr(jobs.pipeline, "run_stage", run_stage)
+    monkeypatch.setattr(jobs.orchestration.pipeline, "run_stage", run_stage)
     monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
     task = dag.get_task("publish")
     events = _OutletEvents()
@@ -325,10 +325,11 @@ def test_a_run_without_logical_date_uses_its_run_after():
 
 def test_a_stage_of_a_partly_cleared_run_fails_before_any_work(monkeypatch, config):
     """Clearing only `publish` bumps the clear number: its upstream ran under the old id."""
-    import jobs.pipeline
     from airflow.sdk.exceptions import AirflowFailException
 
-    monkeypatch.setattr(jobs.pipeline, "run_stage", lambda *a, **k: pytest.fail("the stage ran"))
+    import jobs.orchestration.pipeline
+
+    monkeypatch.setattr(jobs.orchestration.pipeline, "run_stage", lambda *a, **k: pytest.fail("the stage ran"))
     monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
     old_attempt = run_id_for("scheduled__2026-11-27T02:30:00+00:00", 0)
     context = {
@@ -391,8 +392,9 @@ def test_a_stage_that_left_no_result_counts_as_failed():
 
 
 def test_a_failing_stage_leaves_its_error_and_config_errors_are_not_retried(monkeypatch, config):
-    import jobs.pipeline
     from airflow.sdk.exceptions import AirflowFailException
+
+    import jobs.orchestration.pipeline
 
     monkeypatch.setattr(airflow_tasks, "pipeline_config", lambda: config)
     context = {"dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC)), "ti": _TaskInstance()}
@@ -400,7 +402,7 @@ def test_a_failing_stage_leaves_its_error_and_config_errors_are_not_retried(monk
     def broken(*args, **kwargs):
         raise RuntimeError("landing folder is empty")
 
-    monkeypatch.setattr(jobs.pipeline, "run_stage", broken)
+    monkeypatch.setattr(jobs.orchestration.pipeline, "run_stage", broken)
     with pytest.raises(RuntimeError, match="landing folder"):
         airflow_tasks.run_stage_task("ingest", context)
     assert context["ti"].pushed[FAILURE_XCOM_KEY] == {"stage": "ingest", "message": "landing folder is empty"}
@@ -408,7 +410,7 @@ def test_a_failing_stage_leaves_its_error_and_config_errors_are_not_retried(monk
     def misconfigured(*args, **kwargs):
         raise ConfigError("no pseudonymization key")
 
-    monkeypatch.setattr(jobs.pipeline, "run_stage", misconfigured)
+    monkeypatch.setattr(jobs.orchestration.pipeline, "run_stage", misconfigured)
     with pytest.raises(AirflowFailException, match="no pseudonymization key"):
         airflow_tasks.run_stage_task("privacy", context)
     assert context["ti"].pushed[FAILURE_XCOM_KEY]["stage"] == "privacy"
@@ -467,7 +469,7 @@ def _run_logged(command: list[str], env: dict[str, str], cwd: Path, log: Path, t
 def test_airflow_runs_the_dag_for_one_day_on_synthetic_data(tmp_path):
     from deltalake import DeltaTable
 
-    from jobs.synthetic import SyntheticSpec, generate_landing
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
 
     lake, home = tmp_path / "lake", tmp_path / "airflow"
     home.mkdir()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jobs.evaluate import evaluate_movielens
+from jobs.evaluation.evaluate import evaluate_movielens
 
 pytestmark = [pytest.mark.movielens, pytest.mark.integration]
 

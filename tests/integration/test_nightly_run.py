@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from jobs.pipeline import RunFailed, run_pipeline
-from jobs.publish import REASONS
-from jobs.reader import read_shelf
+from jobs.lake.reader import read_shelf
+from jobs.orchestration.pipeline import RunFailed, run_pipeline
+from jobs.stages.publish import REASONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -157,7 +157,7 @@ def test_cli_demo_runs_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHELF_")}
     env["FAIRSHELF_LAKEHOUSE"] = str(tmp_path / "lake")
     cmd = [
-        sys.executable, "-m", "jobs.cli", "demo", "--date", "2026-11-25",
+        sys.executable, "-m", "jobs.interfaces.cli", "demo", "--date", "2026-11-25",
         "--users", "300", "--items", "120", "--events-per-day", "1500", "--days", "2",
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -22,11 +22,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from jobs import pipeline, reader, tables
-from jobs.erasure import erase_accounts, pseudonym
-from jobs.pipeline import RunFailed, run_pipeline
-from jobs.runs import RollbackRefused, rollback_table
-from jobs.synthetic import SyntheticSpec, generate_landing
+from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+from jobs.lake import reader, tables
+from jobs.lake.runs import RollbackRefused, rollback_table
+from jobs.orchestration import pipeline
+from jobs.orchestration.pipeline import RunFailed, run_pipeline
+from jobs.shared.privacy import pseudonym
+from jobs.stages.erasure import erase_accounts
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
 
@@ -161,7 +163,7 @@ def test_rerunning_a_date_gives_the_same_tables(lake, spark):
 def _cli(config, *args):
     from typer.testing import CliRunner
 
-    from jobs.cli import app
+    from jobs.interfaces.cli import app
 
     settings = Path(config.lakehouse).parent / "fast.toml"
     settings.write_text(FAST)

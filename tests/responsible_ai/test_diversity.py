@@ -3,7 +3,7 @@ every shelf satisfies every configured constraint or names the one it could not 
 (checked independently of the re-ranker by ``shelf_constraint_checks``), the published
 shelves carry the flags and the explore reason; the re-ranked lists keep nDCG@10 within 10%
 of the unconstrained ones while doubling catalog coverage: offline on MovieLens-100K
-(``jobs.evaluate``, top-10) and in the audit of a nightly run on synthetic data with a
+(``jobs.evaluation.evaluate``, top-10) and in the audit of a nightly run on synthetic data with a
 catalog large enough for coverage to double (1,500 titles)."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.config import ModelSettings, RerankSettings
-from jobs.diversity import FLAGS
-from jobs.evaluate import evaluate_movielens
-from jobs.models import ModelSpec
-from jobs.publish import REASONS
-from jobs.rerank import shelf_constraint_checks
-from jobs.stage import read_silver
-from jobs.tables import read_arrow
+from jobs.core.config import ModelSettings, RerankSettings
+from jobs.evaluation.evaluate import evaluate_movielens
+from jobs.lake.delta import read_arrow
+from jobs.recsys.diversity import FLAGS
+from jobs.recsys.models import ModelSpec
+from jobs.shared.shelves import shelf_constraint_checks
+from jobs.shared.stage import read_silver
+from jobs.stages.publish import REASONS
 
 RUNS = ("synthetic_run", "movielens_run", "wide_catalog_run")
 
@@ -120,8 +120,8 @@ def wide_catalog_run(spark, tmp_path_factory, config_factory):
     """A nightly run on synthetic data with as many titles as users (1,500 each, 30,000
     events): the unconstrained top-20 shows about 40% of the catalog, so doubling is possible
     (the session's synthetic run has 150 titles, most of them on some shelf already)."""
-    from jobs.pipeline import run_pipeline
-    from jobs.synthetic import SyntheticSpec, generate_landing
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+    from jobs.orchestration.pipeline import run_pipeline
 
     config = config_factory(tmp_path_factory.mktemp("wide") / "lake")
     spec = SyntheticSpec(users=1500, items=1500, events_per_day=10_000, days=3, seed=11)

@@ -23,15 +23,15 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs import erasure, tables
-from jobs.erasure import (ErasureError, ErasureReport, ErasureRequest, drop_users_from_model,
-                          erase_accounts, erasure_log_rows, filter_erased_users,
-                          pending_requests, pseudonym)
-from jobs.pipeline import run_pipeline, timed_stage
-from jobs.privacy import pseudonymize_accounts
-from jobs.synthetic import SyntheticSpec, generate_landing
-from jobs.tables import TableError
-from jobs.train import CARD_FILE, MODEL_FILE, USERS_FILE
+from jobs.core.errors import ErasureError
+from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+from jobs.lake import tables
+from jobs.lake.model_store import CARD_FILE, MODEL_FILE, USERS_FILE, drop_users_from_model, model_dirs
+from jobs.lake.tables import TableError
+from jobs.orchestration.pipeline import run_pipeline, timed_stage
+from jobs.shared.privacy import filter_erased_users, pseudonym, pseudonymize_accounts
+from jobs.stages import erasure
+from jobs.stages.erasure import ErasureReport, ErasureRequest, erase_accounts, erasure_log_rows, pending_requests
 
 D = date(2026, 11, 25)
 SPEC = SyntheticSpec(users=200, items=80, events_per_day=1200, days=2, end_date=D, seed=7)
@@ -70,7 +70,7 @@ def files_naming(config, needle: str) -> list[str]:
 
 def saved_models(config) -> dict[str, SimpleNamespace]:
     models = {}
-    for directory in erasure.model_dirs(config):
+    for directory in model_dirs(config.path("models")):
         with np.load(directory / MODEL_FILE) as saved:
             arrays = {n: saved[n] for n in saved.files}
         models[directory.name] = SimpleNamespace(

@@ -14,9 +14,9 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from jobs import tables
-from jobs.config import AuditSettings
-from jobs.pipeline import RunFailed, run_pipeline
+from jobs.core.config import AuditSettings
+from jobs.lake import tables
+from jobs.orchestration.pipeline import RunFailed, run_pipeline
 
 pytestmark = pytest.mark.spark
 
@@ -113,7 +113,7 @@ def test_audit_of_movielens_is_complete_and_passes(movielens_run):
 
 
 def test_violated_blocking_threshold_fails_the_run_before_publish(synthetic_run, spark, tmp_path, config_factory):
-    from jobs.reader import read_shelf
+    from jobs.lake.reader import read_shelf
 
     config, _, outcome = synthetic_run
     lake = tmp_path / "lake"

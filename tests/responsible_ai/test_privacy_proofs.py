@@ -38,10 +38,10 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import tables
-from jobs.privacy import SUPPRESSED, build_user_features, with_k_sized_suppression_group
-from jobs.schemas import USERS
-from jobs.synthetic import SyntheticSpec, build_users, landing_schema
+from jobs.core.schemas import USERS
+from jobs.datasets.synthetic import SyntheticSpec, build_users, landing_schema
+from jobs.lake import tables
+from jobs.shared.privacy import SUPPRESSED, build_user_features, with_k_sized_suppression_group
 
 pytestmark = pytest.mark.spark
 
@@ -52,7 +52,7 @@ DIRECT_IDENTIFIER_NAMES = (
     "email", "ip_address", "account_id", "device_id", "full_name", "birth_date", "postcode",
     "ip", "zip", "zip_code", "postal_code", "date_of_birth", "dob", "first_name", "last_name",
 )  # fmt: skip
-# Generator defect -> the reason code ingest must give it (jobs.ingest.REASONS).
+# Generator defect -> the reason code ingest must give it (jobs.stages.ingest.REASONS).
 REASON_OF_KIND = {
     "negative_seconds": "negative_seconds",
     "absurd_seconds": "absurd_seconds",

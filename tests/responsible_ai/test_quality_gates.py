@@ -1,4 +1,4 @@
-"""The quality and representation gates (jobs.quality) catch deliberately broken batches,
+"""The quality and representation gates (jobs.stages.quality) catch deliberately broken batches,
 naming the failed expectation and what was observed; a clean MovieLens-100K run passes.
 
 The broken batches are tiny frames run through the same public functions and the same
@@ -13,9 +13,10 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import quality
-from jobs import quality_profiles as qp
-from jobs.stage import GateFailed
+from jobs.core.errors import GateFailed
+from jobs.shared import expectation_suites
+from jobs.shared import quality_profiles as qp
+from jobs.stages import quality
 
 pytestmark = pytest.mark.spark
 
@@ -25,7 +26,7 @@ RUN_ID = "test-run"
 
 @pytest.fixture(scope="module")
 def validator():
-    return quality.Validator()
+    return expectation_suites.Validator()
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +42,12 @@ def parameters(qconfig, band=None):
 
 def gate(outcomes):
     with pytest.raises(GateFailed) as failed:
-        quality.raise_on_blocking("quality", outcomes)
+        expectation_suites.raise_on_blocking("quality", outcomes)
     return str(failed.value)
 
 
 def run_suite(df, suite, qconfig, validator, band=None, scan=False):
-    return quality.validate_frame(
+    return expectation_suites.validate_frame(
         df, suite, parameters(qconfig, band), qconfig, RUN_ID, D, validator=validator, scan_identifiers=scan
     )
 
@@ -63,7 +64,7 @@ def test_clean_interactions_pass(spark, qconfig, validator):
     df = interactions(spark, [("u1", "c1", 1, 0.5, "2026-11-20", 0.4, "2026-11-25"),
                               ("u2", "c1", 2, 1.0, "2026-11-25", 1.2, "2026-11-25")])
     outcomes = run_suite(df, "interactions", qconfig, validator, scan=True)
-    quality.raise_on_blocking("quality", outcomes)  # does not raise
+    expectation_suites.raise_on_blocking("quality", outcomes)  # does not raise
     assert {o.suite for o in outcomes} == {"interactions", "identifiers"}
     assert all(row["success"] for o in outcomes for row in o.rows)
 
@@ -135,7 +136,7 @@ def test_email_leaked_into_a_column_fails(spark, qconfig, validator):
         [("k1", "25-34", "R1", "F", True, "2026-11-25"), ("k2", "25-34", "someone@example.org", "M", True, "2026-11-25")],
         "user_key string, age_band string, region string, gender string, consent_personalization boolean, run_date string",
     )
-    outcome = quality.validate_identifiers({"user_features": users}, qconfig, RUN_ID, D, validator=validator)
+    outcome = expectation_suites.validate_identifiers({"user_features": users}, qconfig, RUN_ID, D, validator=validator)
     message = gate([outcome])
     assert "identifiers: expect_column_values_to_be_null(leaking_column)" in message and "region" in message
     assert "someone@example.org" not in message + json.dumps(outcome.rows)
@@ -148,12 +149,12 @@ def test_recommendations_with_unmet_constraints_fail(spark, qconfig, validator):
         "run_date string, unmet_constraints int",
     )
     params = dict(parameters(qconfig), shelf_size=20)
-    outcomes = quality.validate_frame(shelves, "recommendations", params, qconfig, RUN_ID, D, validator=validator)
+    outcomes = expectation_suites.validate_frame(shelves, "recommendations", params, qconfig, RUN_ID, D, validator=validator)
     assert "expect_column_values_to_be_between(unmet_constraints, max_value=0.0, min_value=0.0)" in gate(outcomes)
 
 
 def _results(spark, config):
-    from jobs.stage import read_silver
+    from jobs.shared.stage import read_silver
 
     return read_silver(spark, config, "gold/quality_results")
 
@@ -180,9 +181,9 @@ def test_a_failed_gate_in_a_nightly_run_stops_it_before_publish(synthetic_run, s
     evidence in gold/quality_results, and leaves the published shelves as they were."""
     import shutil
 
-    from jobs import tables
-    from jobs.pipeline import RunFailed, run_pipeline
-    from jobs.reader import read_shelf
+    from jobs.lake import tables
+    from jobs.lake.reader import read_shelf
+    from jobs.orchestration.pipeline import RunFailed, run_pipeline
 
     config, _, outcome = synthetic_run
     lake = tmp_path / "lake"

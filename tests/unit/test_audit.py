@@ -1,4 +1,4 @@
-"""The fairness audit's pure functions (jobs.audit, jobs.exposure) on tiny hand-made
+"""The fairness audit's pure functions (jobs.stages.audit, jobs.recsys.exposure) on tiny hand-made
 frames whose answers are worked out by hand in the comments."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.audit import group_labels, group_quality, judge, per_user_quality, user_side_rows
-from jobs.config import AuditSettings
-from jobs.exposure import group_shares, head_titles, item_side_rows, long_tail_share, shelf_exposure_metrics
+from jobs.core.config import AuditSettings
+from jobs.recsys.exposure import group_shares, head_titles, item_side_rows, long_tail_share, shelf_exposure_metrics
+from jobs.stages.audit import group_labels, group_quality, judge, per_user_quality, user_side_rows
 
 
 def shelf(rows):
@@ -181,7 +181,7 @@ def write_config(tmp_path, text: str):
 
 
 def test_audit_section_is_read_from_the_config_file(tmp_path):
-    from jobs.config import load_config
+    from jobs.core.config import load_config
 
     path = write_config(tmp_path, '[audit]\nmin_group_users = 50\nblocking = ["max_exposure_gini"]\n')
     audit = load_config(path, environ={}).audit
@@ -199,7 +199,7 @@ def test_audit_section_is_read_from_the_config_file(tmp_path):
     ],
 )
 def test_bad_audit_settings_are_refused(tmp_path, setting, message):
-    from jobs.config import ConfigError, load_config
+    from jobs.core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write_config(tmp_path, f"[audit]\n{setting}\n"), environ={})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from jobs.audit import judge, user_side_rows
-from jobs.config import AuditSettings
-from jobs.exposure import item_side_rows
-from jobs.report import audit_section, render_report
+from jobs.core.config import AuditSettings
+from jobs.orchestration.report import audit_section, render_report
+from jobs.recsys.exposure import item_side_rows
+from jobs.stages.audit import judge, user_side_rows
 
 
 def audit_rows() -> pd.DataFrame:

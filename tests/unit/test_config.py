@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from jobs.config import Config, ConfigError, load_config
+from jobs.core.config import Config, ConfigError, load_config
 
 
 def test_packaged_defaults_match_the_typed_defaults():

@@ -11,18 +11,8 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from jobs.evaluate import (
-    EvaluationError,
-    evaluate_movielens,
-    fit,
-    main,
-    recommend_lists,
-    results_table,
-    search_space,
-    select_model,
-)
-from jobs.models import ModelSpec
-from jobs.splits import (
+from jobs.evaluation.evaluate import EvaluationError, evaluate_movielens, main, results_table
+from jobs.evaluation.splits import (
     SplitError,
     confidence_matrix,
     load_movielens,
@@ -30,6 +20,8 @@ from jobs.splits import (
     split_random_per_user,
     split_temporal,
 )
+from jobs.recsys.models import ModelSpec
+from jobs.recsys.selection import fit, recommend_lists, search_space, select_model
 
 DAY = 86_400
 START = 883_612_800  # 1998-01-01T00:00:00Z
@@ -134,7 +126,7 @@ def test_search_space_offers_every_family_early():
 
 
 def test_evaluation_has_the_design_shape_and_never_validates_on_test(tiny, monkeypatch):
-    import jobs.evaluate as evaluate
+    import jobs.evaluation.evaluate as evaluate
 
     seen = []
     original = evaluate.select_model
@@ -181,7 +173,7 @@ def test_the_cli_reranks_with_the_configured_constraints(tiny, tmp_path):
     constraint off the re-ranked lists are the unconstrained top-k."""
     from typer.testing import CliRunner
 
-    from jobs.cli import app
+    from jobs.interfaces.cli import app
 
     off = tmp_path / "off.toml"
     off.write_text(

@@ -10,9 +10,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse import random as sparse_random
 from threadpoolctl import threadpool_limits
 
-from jobs import explain
-from jobs.explain import Explainer, best_per_group, user_pairs
-from jobs.models import ModelSpec, make_model, model_arrays, weight_confidence, weight_rows, weighting_state
+from jobs.recsys import explain
+from jobs.recsys.explain import Explainer, best_per_group, user_pairs
+from jobs.recsys.models import ModelSpec, make_model, model_arrays, weight_confidence, weight_rows, weighting_state
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from jobs.config import ModelSettings
-from jobs.explain import Explainer
-from jobs.features import build_interactions, filter_consenting_users, filter_history_window
-from jobs.models import ModelSpec
-from jobs.publish import REASONS, build_default_shelves, filter_top_candidates, with_because, with_reason
-from jobs.train import InteractionMatrix, candidates_table, fit_model, recommend_batched
+from jobs.core.config import ModelSettings
+from jobs.recsys.explain import Explainer
+from jobs.recsys.models import ModelSpec
+from jobs.stages.features import build_interactions, filter_consenting_users, filter_history_window
+from jobs.stages.publish import REASONS, build_default_shelves, filter_top_candidates, with_because, with_reason
+from jobs.stages.train import InteractionMatrix, candidates_table, fit_model, recommend_batched
 
 D = date(2026, 11, 25)
 

@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ingest import (
+from jobs.core.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
+from jobs.stages.ingest import (
     build_content,
     build_quarantine,
     build_silver_events,
@@ -16,7 +17,6 @@ from jobs.ingest import (
     with_rejection_reason,
     with_typed_event_fields,
 )
-from jobs.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
 
 pytestmark = pytest.mark.spark
 D = date(2026, 11, 25)
@@ -101,8 +101,8 @@ def test_content_is_typed_and_unique(spark):
 
 def test_landing_is_read_alike_from_json_lines_csv_and_parquet(spark, tmp_path):
     """The format is detected by extension; the explicit schema gives the same rows."""
-    from jobs.stage import read_landing
-    from jobs.synthetic import SyntheticSpec, generate_landing
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+    from jobs.lake.landing import read_landing
 
     frames = {}
     for fmt in ("jsonl", "csv", "parquet"):
@@ -116,7 +116,8 @@ def test_landing_is_read_alike_from_json_lines_csv_and_parquet(spark, tmp_path):
 
 
 def test_a_missing_or_empty_landing_partition_names_its_path(spark, tmp_path):
-    from jobs.stage import StageError, read_landing
+    from jobs.core.errors import StageError
+    from jobs.lake.landing import read_landing
 
     with pytest.raises(StageError, match="date=2026-11-25 does not exist"):
         read_landing(spark, str(tmp_path / "date=2026-11-25"), VIEWING_EVENTS)

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from jobs import lineage, tables
-from jobs.config import ConfigError, load_config
+from jobs.core.config import ConfigError, load_config
+from jobs.lake import tables
+from jobs.orchestration import lineage
 
 DAY = date(2026, 11, 25)
 
@@ -113,7 +114,7 @@ def test_an_unreachable_backend_is_a_warning_not_a_failure(tmp_path, caplog):
                                   "FAIRSHELF_OPENLINEAGE_URL": "http://127.0.0.1:9"},
                          lakehouse=str(tmp_path))
     config = dataclasses.replace(config, lineage=dataclasses.replace(config.lineage, timeout_seconds=0.5))
-    with caplog.at_level(logging.WARNING, logger="jobs.lineage"):
+    with caplog.at_level(logging.WARNING, logger="jobs.orchestration.lineage"):
         assert lineage.emit_stage_event(config, "START", "ingest", "run-1", DAY, "2026-11-26T01:00:00+00:00") is False
     assert "not sent" in caplog.text
 

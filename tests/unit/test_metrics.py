@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from scipy.sparse import csr_matrix
 
-from jobs.metrics import (
+from jobs.recsys.metrics import (
     MetricsError,
     average_popularity,
     beyond_accuracy_metrics,

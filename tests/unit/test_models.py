@@ -8,8 +8,8 @@ import pytest
 from scipy.sparse import csr_matrix
 from threadpoolctl import threadpool_limits
 
-from jobs.config import ModelSettings
-from jobs.models import EASE, ModelError, ModelSpec, make_model, model_arrays, top_n, weight_confidence
+from jobs.core.config import ModelSettings
+from jobs.recsys.models import EASE, ModelError, ModelSpec, make_model, model_arrays, top_n, weight_confidence
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.movielens import MovieLensError, import_movielens, provider_group_for
-from jobs.schemas import LANDING
+from jobs.core.schemas import LANDING
+from jobs.datasets.movielens import MovieLensError, import_movielens, provider_group_for
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -9,8 +9,8 @@ from datetime import date
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.config import ConfigError, load_config
-from jobs.privacy import (
+from jobs.core.config import ConfigError, load_config
+from jobs.shared.privacy import (
     SUPPRESSED,
     enforce_k_anonymity,
     hmac_sha256_hex,

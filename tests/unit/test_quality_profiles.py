@@ -1,4 +1,4 @@
-"""Profile frames of the quality gates (jobs.quality_profiles) on tiny DataFrames."""
+"""Profile frames of the quality gates (jobs.shared.quality_profiles) on tiny DataFrames."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import pytest
 from pyspark.sql import functions as F
 
-from jobs import quality_profiles as qp
-from jobs.config import QualitySettings
+from jobs.core.config import QualitySettings
+from jobs.shared import quality_profiles as qp
 
 pytestmark = pytest.mark.spark
 

@@ -1,4 +1,4 @@
-"""The read API (jobs/reader.py) and the publication pointer's pure parts (jobs/runs.py),
+"""The read API (jobs/lake/reader.py) and the publication pointer's pure parts (jobs/lake/runs.py),
 on tiny Delta tables written with deltalake: no Spark."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
 
-from jobs import reader
-from jobs.runs import dates_to_run, published_tables, repointed, serving_at
+from jobs.lake import reader
+from jobs.lake.runs import dates_to_run, published_tables, repointed, serving_at
 
 
 def _run(run_id, run_date, finished_at, status="succeeded", kind="run", published=None, code="c1", config="h1"):

@@ -1,4 +1,4 @@
-"""The constrained re-ranker (jobs.diversity) on hand-made candidate lists whose answer is
+"""The constrained re-ranker (jobs.recsys.diversity) on hand-made candidate lists whose answer is
 worked out by hand: each constraint satisfied where the candidates allow it, and flagged
 (with the shelf still filled) where they do not."""
 
@@ -9,8 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from jobs.config import RerankSettings
-from jobs.diversity import (
+from jobs.core.config import RerankSettings
+from jobs.recsys.diversity import (
     EXPOSURE_ROUND_USERS,
     FLAGS,
     CatalogArrays,

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.config import RerankSettings
-from jobs.rerank import filter_top_k, find_underrepresented, rerank_candidates, shelf_constraint_checks
+from jobs.core.config import RerankSettings
+from jobs.shared.shelves import filter_top_k, find_underrepresented, rerank_candidates, shelf_constraint_checks
 
 pytestmark = pytest.mark.spark
 

@@ -22,8 +22,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.schemas import LANDING
-from jobs.synthetic import (
+from jobs.core.schemas import LANDING
+from jobs.datasets.synthetic import (
     MALFORMED_KINDS,
     LandingSummary,
     SyntheticSpec,

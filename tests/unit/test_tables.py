@@ -1,4 +1,4 @@
-"""jobs.tables: Delta tables written by Spark executors and committed by delta-rs.
+"""jobs.lake.tables: Delta tables written by Spark executors and committed by delta-rs.
 
 Each test builds a tiny table under tmp_path and checks one acceptance rule of the module
 (numbers in the test names' docstrings refer to the rules in the module's brief).
@@ -19,10 +19,21 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.tables import (CommitInfo, TableError, TableInfo, erase_rows, key_rows,
-                         list_tables, log_files_mentioning, partition_values, purge_history,
-                         read_arrow, read_table, table_columns, table_exists, table_history,
-                         table_version, write_table)
+from jobs.lake.delta import (
+    TableInfo,
+    erase_rows,
+    key_rows,
+    list_tables,
+    log_files_mentioning,
+    partition_values,
+    purge_history,
+    read_arrow,
+    table_columns,
+    table_exists,
+    table_history,
+    table_version,
+)
+from jobs.lake.tables import CommitInfo, TableError, read_table, write_table
 
 DAY, NEXT_DAY = "2026-11-25", "2026-11-26"
 EVENTS = "user_key string, content_id string, seconds long, run_date string"

@@ -12,18 +12,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import evaluate, splits, train
-from jobs.config import ModelSettings
-from jobs.erasure import drop_users_from_model
-from jobs.models import ModelSpec, model_arrays, weighting_state
-from jobs.train import (
+from jobs.core.config import ModelSettings
+from jobs.evaluation import evaluate, splits
+from jobs.lake.model_store import (
     CARD_FILE,
     CARD_MARKDOWN_FILE,
     MODEL_FILE,
     USERS_FILE,
+    drop_users_from_model,
+    load_saved_model,
+)
+from jobs.recsys.explain import saved_model_explainer
+from jobs.recsys.models import ModelSpec, model_arrays, weighting_state
+from jobs.stages import train
+from jobs.stages.train import (
     InteractionMatrix,
     holdout_per_user,
-    load_saved_model,
     run_model_card,
     save_model,
     select_hyperparameters,
@@ -184,9 +188,9 @@ def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search)
     assert "not available yet" in markdown and "2025-11-26" in markdown and config.config_hash in markdown
 
     loaded = load_saved_model(directory)
-    assert loaded.spec == trained.spec and list(loaded.content_ids) == list(data.content_ids)
+    assert ModelSpec(**loaded.spec_parameters) == trained.spec and list(loaded.content_ids) == list(data.content_ids)
     assert "user_factors" not in loaded.arrays  # publishing needs no per-user array
-    assert loaded.explainer().method == {"ease": "ease", "als": "als", "blend": "als", "bpr": "cosine"}[trained.spec.algorithm]
+    assert saved_model_explainer(loaded).method == {"ease": "ease", "als": "als", "blend": "als", "bpr": "cosine"}[trained.spec.algorithm]
 
 
 def test_an_ease_model_loses_an_erased_users_index_row(tmp_path, config_factory):
@@ -212,7 +216,7 @@ def test_explainer_of_a_saved_ease_model_uses_its_weighting(tmp_path, config_fac
     assert spec.algorithm == "ease" and spec.weighting == "tfidf"
     card = run_model_card(config_factory(tmp_path / "lake"), D, "run-1", data, trained, 0, 0.0)
     save_model(model, data, tmp_path / "m", card, extra_arrays=weighting_state(data.matrix, spec))
-    explainer = load_saved_model(tmp_path / "m").explainer()
+    explainer = saved_model_explainer(load_saved_model(tmp_path / "m"))
     user = 4
     row = data.matrix[user]
     picks = model.recommend(user, weighted.matrix[user], N=3)[0]
