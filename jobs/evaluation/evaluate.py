@@ -49,6 +49,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from jobs.core.config import RerankSettings, ShelfSettings
+from jobs.core.render import render_table
 from jobs.datasets.movielens import MovieLensError, catalog_from_items, check_source, read_genres, read_items
 from jobs.evaluation.splits import (
     TEMPORAL_QUANTILE,
@@ -361,23 +362,21 @@ TABLE_COLUMNS = (
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
+    """A metric's text (None cells are "-", set by ``results_table``)."""
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def results_table(result: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """A Markdown table of both protocols, unconstrained and re-ranked, with the model."""
-    header = ["protocol", "lists", "users", *TABLE_COLUMNS, "model"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    """A Markdown table of both protocols, unconstrained and re-ranked, with the model
+    (``jobs.core.render.render_table``)."""
+    rows = []
     for protocol in ("random", "temporal"):
         for variant in ("unconstrained", "reranked"):
             metrics = result[protocol][variant]
             model = ", ".join(f"{key}={value}" for key, value in metrics["model"].items())
-            cells = [protocol, variant, _cell(metrics.get("users"))]
-            cells += [_cell(metrics.get(column)) for column in TABLE_COLUMNS]
-            lines.append("| " + " | ".join([*cells, model]) + " |")
-    return "\n".join(lines)
+            rows.append({**metrics, "protocol": protocol, "lists": variant, "model": model})
+    columns = ["protocol", "lists", "users", *TABLE_COLUMNS, "model"]
+    return render_table(rows, columns, "markdown", cell=_cell, missing="-")
 
 
 def main(argv: list[str] | None = None) -> int:

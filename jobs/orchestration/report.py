@@ -4,44 +4,43 @@ accountable for the system, at ``reports/<run date>/index.html``.
 When the run wrote a fairness audit (``gold/audit``, ``jobs.stages.audit``) the page has an
 audit section: the checks against their thresholds, quality by user group and exposure by
 item group before and after re-ranking, and two plots embedded as PNG data URIs (no file
-beside the page)."""
+beside the page).
+
+This module gathers the facts; the page's layout is the template
+``templates/report.html.j2`` (the audit part ``templates/audit.html.j2``), its tables drawn
+by ``jobs.core.render.render_table``."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
-from html import escape
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
+from jinja2 import Environment
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.3rem .6rem;text-align:left}
-th{background:#f3f3f3}.succeeded{color:#176b1d}.failed{color:#a11}code{background:#f6f6f6;padding:0 .2rem}
-"""
-
-
-def _table(headers: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
+from jobs.core.render import template_environment
 
 
 def _fmt(value: Any) -> str:
+    """A table cell's text (None cells are left empty by the table renderer)."""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         return f"{value:,.4g}"
-    if isinstance(value, int):
+    if isinstance(value, (int, np.integer)):
         return f"{value:,}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
-    return "" if value is None else str(value)
+    return str(value)
+
+
+@functools.cache
+def _templates() -> Environment:
+    return template_environment("jobs.orchestration", cell=_fmt)
 
 
 AUDIT_TABLE = ("gold", "audit")
@@ -62,12 +61,11 @@ def read_audit(config, run: dict[str, Any]):
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f"<img alt='plot' src='data:image/png;base64,{encoded}'>"
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def audit_plots(audit) -> list[str]:
-    """Two figures as <img> tags: user-group nDCG@k before and after re-ranking, per
+    """Two figures as PNG data URIs: user-group nDCG@k before and after re-ranking, per
     dimension; exposure share (both shelves) against catalog share, per item dimension."""
     import matplotlib
 
@@ -109,69 +107,59 @@ def audit_plots(audit) -> list[str]:
     return images
 
 
-def audit_section(audit) -> str:
-    """The audit part of the page (``audit``: the run's gold/audit rows as pandas)."""
-    checks = audit[audit["threshold"].notna()]
-    parts = ["<h2>Fairness audit</h2>", "<h3>Checks</h3>", _table(
-        ["side", "metric", "dimension", "shelves", "value", "threshold", "passed", "blocking"],
-        checks[["side", "metric", "group_dimension", "shelves", "value", "threshold", "passed", "blocking"]]
-        .astype(object).where(checks.notna(), None).itertuples(index=False),
-    )]
-    parts += audit_plots(audit)
+def _records(rows) -> list[dict[str, Any]]:
+    """Audit rows as dicts, ``group_dimension`` as "dimension", missing values as None."""
+    rows = rows.rename(columns={"group_dimension": "dimension"})
+    return rows.astype(object).where(rows.notna(), None).to_dict("records")
+
+
+def audit_context(audit) -> dict[str, Any]:
+    """What ``templates/audit.html.j2`` shows of the run's gold/audit rows (pandas): the
+    checks, the plots, one wide table per side (a row per group, a column per metric and
+    shelves) and the other measures."""
+    groups = []
     for side, title in (("user", "Quality by user group (holdout)"), ("item", "Exposure by item group")):
         rows = audit[(audit["side"] == side) & audit["group"].notna()]
         if not len(rows):
             continue
         rows = rows.assign(column=rows["metric"] + " " + rows["shelves"].fillna("reference"))
         wide = rows.pivot_table(index=["group_dimension", "group"], columns="column", values="value", aggfunc="first")
-        parts.append(f"<h3>{escape(title)}</h3>")
-        parts.append(_table(["dimension", "group", *wide.columns],
-                            ([*index, *(None if v != v else float(v) for v in values)]
-                             for index, values in zip(wide.index, wide.to_numpy()))))
-    overall = audit[audit["group"].isna() & audit["threshold"].isna()]
-    parts.append("<h3>Other measures</h3>")
-    parts.append(_table(["side", "metric", "dimension", "shelves", "value"],
-                        overall[["side", "metric", "group_dimension", "shelves", "value"]]
-                        .astype(object).where(overall.notna(), None).itertuples(index=False)))
-    return "\n".join(parts)
+        groups.append({
+            "title": title,
+            "columns": ["dimension", "group", *wide.columns],
+            "rows": [[*index, *(None if v != v else float(v) for v in values)]
+                     for index, values in zip(wide.index, wide.to_numpy())],
+        })
+    return {
+        "checks": _records(audit[audit["threshold"].notna()]),
+        "plots": audit_plots(audit),
+        "groups": groups,
+        "other": _records(audit[audit["group"].isna() & audit["threshold"].isna()]),
+    }
+
+
+def audit_section(audit) -> str:
+    """The audit part of the page (``audit``: the run's gold/audit rows as pandas)."""
+    return _templates().get_template("audit.html.j2").render(audit=audit_context(audit))
 
 
 def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: list[Any], audit=None) -> str:
     """The report page for one run (``run`` is its gold/runs row; ``audit`` its gold/audit
     rows as pandas, if any)."""
-    status = run["status"]
-    parts = [
-        f"<h1>fairshelf run {escape(run['run_date'])}</h1>",
-        f"<p>Status: <strong class='{escape(status)}'>{escape(status)}</strong>"
-        + (
-            f" at stage <code>{escape(run['failed_stage'])}</code>: {escape(run['message'] or '')}"
-            if run.get("failed_stage")
-            else ""
-        )
-        + "</p>",
-        _table(
-            ["run id", "started", "finished", "code version", "config hash", "key fingerprint", "model"],
-            [[run["run_id"], run["started_at"], run["finished_at"], run["code_version"],
-              run["config_hash"], run["key_fingerprint"], run["model_version"]]],
-        ),
-        "<h2>Stages</h2>",
+    stages = [
+        {
+            "name": summary["stage"],
+            "seconds": summary.get("seconds"),
+            "metrics": sorted(summary["metrics"].items()),
+            "outputs": sorted(summary["outputs"].items()),
+        }
+        for summary in summaries
     ]
-    for summary in summaries:
-        seconds = summary.get("seconds")
-        took = f" ({seconds:.1f} s)" if seconds is not None else ""
-        parts.append(f"<h3>{escape(summary['stage'])}{took}</h3>")
-        parts.append(_table(["metric", "value"], sorted(summary["metrics"].items())))
-        if summary["outputs"]:
-            parts.append(_table(["table written", "Delta version"], sorted(summary["outputs"].items())))
-    if audit is not None:
-        parts.append(audit_section(audit))
-    parts.append("<h2>Tables in the lakehouse</h2>")
-    parts.append(_table(["table", "version", "rows"], [[t.name, t.version, t.rows] for t in tables]))
-    body = "\n".join(parts)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>fairshelf {escape(run['run_date'])}</title><style>{STYLE}</style></head>"
-        f"<body>{body}</body></html>"
+    return _templates().get_template("report.html.j2").render(
+        run=run,
+        stages=stages,
+        lakehouse=[[t.name, t.version, t.rows] for t in tables],
+        audit=None if audit is None else audit_context(audit),
     )
 
 
@@ -180,5 +168,5 @@ def write_report(config, run: dict[str, Any], summaries: list[dict[str, Any]], t
     directory = Path(config.report_dir(run["run_date"]))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "index.html"
-    path.write_text(render_report(run, summaries, tables, read_audit(config, run)))
+    path.write_text(render_report(run, summaries, tables, read_audit(config, run)), encoding="utf-8")
     return str(path)

@@ -10,15 +10,22 @@ plainly as not available until the fairness audit (issue 7) exists.
 
 The erasure stage later counts users erased from the model in the JSON card
 (``erased_users``); the Markdown card says so rather than going stale silently.
+
+The Markdown's layout is the template ``templates/model_card.md.j2``, its tables drawn by
+``jobs.core.render.render_table``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment
+
+from jobs.core.render import template_environment
 from jobs.recsys.models import ModelSpec
 
 FAIRNESS_NOT_AVAILABLE = {
@@ -72,91 +79,38 @@ def build_model_card(
 
 
 def _value(value: Any) -> str:
+    """A value's text in the card (the table renderer escapes ``|`` in table cells)."""
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, (dict, list)):
         return "`" + json.dumps(value, sort_keys=True) + "`"
-    return str(value).replace("|", "\\|")
+    return str(value)
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(_value(v) for v in row) + " |" for row in rows]
-    return lines + [""]
+@functools.cache
+def _templates() -> Environment:
+    return template_environment("jobs.recsys", cell=_value, missing="-", filters={"card_value": _value})
 
 
 def render_markdown(card: dict[str, Any]) -> str:
-    """The card for people: the same facts as the JSON, as headed sections and tables."""
-    selection = card["selection"]
-    window = card["data_window"]
-    metrics = card.get("validation_metrics") or {}
-    lines = [
-        f"# Model card: {card['model_version']}",
-        "",
-        f"Nightly run `{card['run_id']}` for {card['run_date']}; code version `{card['code_version']}`, "
-        f"config hash `{card['config_hash']}`.",
-        "",
-        "## Data",
-        "",
-        f"Viewing history from {window['first_day']} to {window['last_day']} ({window['days']} days; a view "
-        f"loses half its weight every {window['recency_half_life_days']} days), users with personalization "
-        "consent only.",
-        "",
-        *_table(["rows", "count"], [[name, count] for name, count in card["rows"].items()]),
-        "## Model",
-        "",
-        f"Algorithm **{card['algorithm']}**.",
-        "",
-        *_table(["parameter", "value"], [[k, v] for k, v in card["model"]["parameters"].items()]),
-        "## Validation",
-        "",
-        f"Criterion: {selection['criterion']}. Split: "
-        + ", ".join(f"{k} {_value(v)}" for k, v in (selection.get("validation_split") or {}).items())
-        + ".",
-        "",
-    ]
-    if metrics:
-        lines += _table(["metric", "value"], [[k, v] for k, v in metrics.items()])
-    else:
-        lines += ["No validation metrics: nothing could be held out.", ""]
-    lines += [
-        "## Hyperparameter search",
-        "",
-        f"{selection['tried']} of {selection['candidates']} candidates tried in {selection['seconds']} s "
-        f"(budget {selection['time_budget_s']} s; the trial running when the budget ends finishes).",
-        "",
-    ]
-    if selection["trials"]:
-        score_keys = [k for k in selection["trials"][0] if k.startswith("validation_")]
-        lines += _table(
-            ["#", "model", *score_keys, "fit s"],
-            [[i + 1, _describe(t["model"]), *(t[k] for k in score_keys), t["fit_seconds"]]
-             for i, t in enumerate(selection["trials"])],
-        )
-    lines += [
-        "## Time",
-        "",
-        *_table(["step", "seconds"], [[k, v] for k, v in card["seconds"].items()]),
-        "## Explanations",
-        "",
-        f"\"Because you watched ...\" names the watched title with the largest contribution: "
-        f"{card['explanations']['description']}.",
-        "",
-        "## Fairness",
-        "",
-        f"**{card['fairness']['status']}.** {card['fairness'].get('detail', '')}",
-        "",
-        "## Erasure",
-        "",
-        "Users erased after training are removed from the user factors and index; "
-        "`model_card.json` counts them (`erased_users`).",
-        "",
-    ]
-    return "\n".join(lines)
+    """The card for people: the same facts as the JSON, as headed sections and tables
+    (``templates/model_card.md.j2``)."""
+    trials = card["selection"]["trials"]
+    score_keys = [k for k in trials[0] if k.startswith("validation_")] if trials else []
+    return _templates().get_template("model_card.md.j2").render(
+        card=card,
+        trials={
+            "columns": ["#", "model", *score_keys, "fit s"],
+            "rows": [[i + 1, _describe(t["model"]), *(t[k] for k in score_keys), t["fit_seconds"]]
+                     for i, t in enumerate(trials)],
+        },
+    )
 
 
 def _describe(parameters: dict[str, Any]) -> str:
@@ -166,4 +120,4 @@ def _describe(parameters: dict[str, Any]) -> str:
 def write_model_card(card: dict[str, Any], json_path: Path, markdown_path: Path) -> None:
     """Write both forms of the card."""
     json_path.write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
-    markdown_path.write_text(render_markdown(card))
+    markdown_path.write_text(render_markdown(card), encoding="utf-8")
