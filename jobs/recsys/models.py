@@ -28,7 +28,6 @@ row is length-normalized and a heavy user counts less). Apply it to the matrix u
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,72 +40,13 @@ from implicit.cpu.bpr import BayesianPersonalizedRanking
 from implicit.nearest_neighbours import bm25_weight, tfidf_weight
 from scipy.sparse import csr_matrix
 
-ALGORITHMS = ("als", "bpr", "ease", "blend")
-WEIGHTINGS = ("none", "bm25", "tfidf")
+# The model's hyperparameters are declared once, in the core layer (re-exported here).
+from jobs.core.model_spec import ALGORITHMS as ALGORITHMS
+from jobs.core.model_spec import WEIGHTINGS as WEIGHTINGS
+from jobs.core.model_spec import ModelError as ModelError
+from jobs.core.model_spec import ModelSpec as ModelSpec
+
 EASE_MAX_ITEMS = 20_000
-
-
-class ModelError(ValueError):
-    """A model cannot be built or used as configured; the message says why."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything that defines a model and its input weighting.
-
-    The fields are those of ``jobs.core.config.ModelSettings`` plus the ones this module adds
-    (``weighting``, ``bm25_k1``, ``bm25_b``, ``learning_rate``, ``ease_regularization``,
-    ``blend_weight``);
-    ``from_settings`` reads either.
-    """
-
-    algorithm: str = "als"
-    weighting: str = "none"
-    factors: int = 64
-    regularization: float = 0.05
-    alpha: float = 2.0
-    iterations: int = 15
-    learning_rate: float = 0.01
-    ease_regularization: float = 500.0
-    blend_weight: float = 0.5
-    bm25_k1: float = 100.0
-    bm25_b: float = 0.8
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ModelError(f"unknown algorithm {self.algorithm!r}: use one of {', '.join(ALGORITHMS)}")
-        if self.weighting not in WEIGHTINGS:
-            raise ModelError(f"unknown weighting {self.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
-        if self.ease_regularization <= 0:
-            raise ModelError(f"ease_regularization must be positive, got {self.ease_regularization}")
-        if not 0.0 <= self.blend_weight <= 1.0:
-            raise ModelError(f"blend_weight must be within [0, 1], got {self.blend_weight}")
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> "ModelSpec":
-        """From ``ModelSettings`` (or any object with some of these fields); missing
-        fields keep their defaults."""
-        if isinstance(settings, cls):
-            return settings
-        names = [f.name for f in dataclasses.fields(cls)]
-        return cls(**{name: getattr(settings, name) for name in names if hasattr(settings, name)})
-
-    def parameters(self) -> dict[str, Any]:
-        """The fields that matter for this algorithm (for search records and model cards)."""
-        common = {"algorithm": self.algorithm, "weighting": self.weighting}
-        if self.weighting == "bm25":
-            common.update(bm25_k1=self.bm25_k1, bm25_b=self.bm25_b)
-        if self.algorithm in ("ease", "blend"):
-            common["ease_regularization"] = self.ease_regularization
-        if self.algorithm == "ease":
-            return common
-        if self.algorithm == "blend":
-            common["blend_weight"] = self.blend_weight
-        common.update(factors=self.factors, regularization=self.regularization, iterations=self.iterations)
-        if self.algorithm == "bpr":
-            return {**common, "learning_rate": self.learning_rate}
-        return {**common, "alpha": self.alpha}
 
 
 def weight_confidence(user_items: csr_matrix, spec: ModelSpec) -> csr_matrix:
@@ -282,7 +222,8 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_model(settings: Any):
-    """An unfitted model of ``settings`` (a ``ModelSpec`` or ``ModelSettings``), seeded."""
+    """An unfitted model of ``settings`` (a ``ModelSpec``, or the configuration's
+    ``ModelSettings``: its spec part), seeded."""
     spec = ModelSpec.from_settings(settings)
     if spec.algorithm == "als":
         return AlternatingLeastSquares(

@@ -192,10 +192,10 @@ def test_audit_section_is_read_from_the_config_file(tmp_path):
     "setting, message",
     [
         ('blocking = ["max_gini"]', "unknown thresholds ['max_gini']"),
-        ("k = 0", "audit.k"),
-        ("head_share = 1.0", "audit.head_share"),
+        ("k = 0", "[audit] k: should be greater than 0"),
+        ("head_share = 1.0", "[audit] head_share: should be less than 1"),
         ("min_group_ndcg_ratio = 1.5", "min_group_ndcg_ratio"),
-        ("min_users = 3", "unknown setting(s) ['min_users']"),
+        ("min_users = 3", "[audit] min_users: unknown setting"),
     ],
 )
 def test_bad_audit_settings_are_refused(tmp_path, setting, message):

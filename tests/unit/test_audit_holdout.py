@@ -57,5 +57,5 @@ def test_no_validation_user_gives_empty_holdout_lists():
         pa.table({"user_key": ["a", "b"], "content_id": ["x", "y"], "confidence": [1.0, 1.0]})
     )
     split = holdout_per_user(one_each.matrix, 0.25, seed=42, max_users=10)
-    rows, cols, scores = holdout_candidates(one_each, split, ModelSpec(algorithm="ease"), n=5, batch_users=7)
+    rows, cols, scores = holdout_candidates(one_each, split, ModelSpec(algorithm="ease", ease_regularization=500.0), n=5, batch_users=7)
     assert len(rows) == len(cols) == len(scores) == 0

@@ -100,7 +100,7 @@ def test_matrices_hold_completion_and_binary_relevance():
 def test_lists_never_hold_training_items_even_when_implicit_runs_out():
     # user 0 has seen 3 of 4 items: implicit pads with score -FLT_MAX (not id -1)
     x = csr_matrix(np.array([[1, 1, 1, 0], [1, 0, 0, 0], [0, 1, 1, 1]], dtype=np.float32))
-    model = fit(ModelSpec(algorithm="als", factors=2, iterations=5), x)
+    model = fit(ModelSpec(algorithm="als", factors=2, iterations=5, alpha=2.0), x)
     ids, scores = recommend_lists(model, x, np.array([0, 1]), 4)
     assert ids[0].tolist() == [3, -1, -1, -1] and np.all(np.isneginf(scores[0, 1:]))
     assert sorted(ids[1, :3].tolist()) == [1, 2, 3] and ids[1, 3] == -1

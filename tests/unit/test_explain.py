@@ -111,12 +111,11 @@ def test_als_explains_a_pick_by_a_title_of_its_own_community():
 
 def test_the_blend_is_explained_by_its_als_part():
     x = random_matrix(seed=4)
-    blend = make_model(ModelSpec(algorithm="blend", factors=5, iterations=6, ease_regularization=10.0))
+    blend_spec = ModelSpec(algorithm="blend", factors=5, iterations=6, ease_regularization=10.0, alpha=2.0, blend_weight=0.5)
+    blend = make_model(blend_spec)
     blend.fit(x)
-    als_spec = ModelSpec(algorithm="als", factors=5, iterations=6)
-    from_blend = Explainer.from_model_arrays(
-        ModelSpec(algorithm="blend", factors=5, iterations=6, ease_regularization=10.0), model_arrays(blend), 40
-    )
+    als_spec = ModelSpec(algorithm="als", factors=5, iterations=6, alpha=2.0)
+    from_blend = Explainer.from_model_arrays(blend_spec, model_arrays(blend), 40)
     from_als = Explainer.from_model_arrays(als_spec, model_arrays(blend.als), 40)
     rows = x[[2, 3, 4]]
     pick_ptr, picks = flat([[1, 2], [3], [4, 5, 6]])
@@ -142,7 +141,7 @@ def test_chunks_restriction_and_ties_do_not_change_the_answer(monkeypatch):
     rows = x[users]
     pick_ptr, picks = flat([rng.choice(40, size=int(rng.integers(0, 6)), replace=False) for _ in users])
     args = (rows.indptr, rows.indices, rows.data, pick_ptr, picks)
-    for spec in (ModelSpec(algorithm="ease", ease_regularization=3.0), ModelSpec(algorithm="als", factors=4, iterations=5)):
+    for spec in (ModelSpec(algorithm="ease", ease_regularization=3.0), ModelSpec(algorithm="als", factors=4, iterations=5, alpha=2.0)):
         model = make_model(spec)
         model.fit(x)
         explainer = Explainer.from_model_arrays(spec, model_arrays(model), 40)

@@ -125,8 +125,8 @@ def test_lineage_settings_are_validated_and_the_api_key_comes_from_the_environme
     assert config.config_hash == load_config(environ={}).config_hash  # where events go is not config
     bad = tmp_path / "bad.toml"
     for text, says in [('[lineage]\napi_key = "x"\n', "FAIRSHELF_OPENLINEAGE_API_KEY"),
-                       ('[lineage]\ntransport = "kafka"\n', "lineage.transport"),
-                       ('[lineage]\ntransport = "http"\n', "needs lineage.url"),
+                       ('[lineage]\ntransport = "kafka"\n', r"\[lineage\] transport: should be 'file', 'http' or 'none'"),
+                       ('[lineage]\ntransport = "http"\n', r"\[lineage\] url: transport 'http' needs"),
                        ('[lineage]\nurl_typo = "x"\n', "unknown setting")]:
         bad.write_text(text)
         with pytest.raises(ConfigError, match=says):

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
@@ -39,7 +41,10 @@ def _two_communities() -> csr_matrix:
 @pytest.mark.parametrize("algorithm", ["ease", "blend"])
 def test_the_missing_item_of_the_own_block_comes_first(algorithm):
     x = _two_communities()
-    model = make_model(ModelSpec(algorithm=algorithm, ease_regularization=1.0, factors=2, iterations=30, regularization=0.1))
+    model = make_model(ModelSpec(
+        algorithm=algorithm, ease_regularization=1.0, factors=2, iterations=30, regularization=0.1, alpha=2.0,
+        blend_weight=0.5,
+    ))
     model.fit(x)
     users = np.arange(20)
     ids, scores = model.recommend(users, x[users], N=3, filter_already_liked_items=True)
@@ -63,7 +68,7 @@ def test_recommend_filters_seen_items_and_pads_with_minus_one():
 def test_blend_weight_one_ranks_as_ease_does():
     x = _two_communities()
     ease = make_model(ModelSpec(algorithm="ease", ease_regularization=5.0)).fit(x)
-    blend = make_model(ModelSpec(algorithm="blend", ease_regularization=5.0, blend_weight=1.0, factors=2))
+    blend = make_model(ModelSpec(algorithm="blend", ease_regularization=5.0, blend_weight=1.0, factors=2, alpha=2.0))
     blend.fit(x)
     users = np.arange(20)
     np.testing.assert_array_equal(blend.recommend(users, x, N=5)[0], ease.recommend(users, x, N=5)[0])
@@ -85,10 +90,12 @@ def test_ease_refuses_a_catalog_larger_than_offered():
 def test_spec_reads_model_settings_and_validates():
     spec = ModelSpec.from_settings(ModelSettings(algorithm="bpr", factors=8))
     assert (spec.algorithm, spec.factors, spec.weighting) == ("bpr", 8, "none")
-    with pytest.raises(ModelError, match="unknown algorithm"):
+    with pytest.raises(ModelError, match="algorithm: should be 'als', 'bpr', 'ease' or 'blend'"):
         ModelSpec(algorithm="svd")
-    with pytest.raises(ModelError, match="unknown weighting"):
+    with pytest.raises(ModelError, match="weighting: should be 'none', 'bm25' or 'tfidf'"):
         ModelSpec(weighting="log")
+    with pytest.raises(ModelError, match=r"blend_weight: should be less than or equal to 1 \(got 1.5\)"):
+        dataclasses.replace(spec, blend_weight=1.5)
 
 
 def test_weighting_keeps_the_pattern_and_none_keeps_values():
