@@ -3,8 +3,10 @@ a test configuration with a pseudonymization key, and the MovieLens-100K locatio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -30,10 +32,15 @@ def spark(tmp_path_factory):
     session.stop()
 
 
-def make_config(lakehouse, **overrides):
+def make_config(lakehouse, selection_budget_seconds: float = 0.0, **overrides):
     """A configuration rooted at ``lakehouse`` with the test key, independent of the
-    caller's environment."""
-    return load_config(environ={}, lakehouse=str(lakehouse), pseudonym_key=TEST_KEY, **overrides)
+    caller's environment. Model selection is off (the configured model is trained) unless
+    a test of selection gives it a budget: a whole run then takes seconds, not a minute."""
+    config = load_config(environ={}, lakehouse=str(lakehouse), pseudonym_key=TEST_KEY, **overrides)
+    if "model" in overrides:
+        return config
+    return dataclasses.replace(
+        config, model=dataclasses.replace(config.model, selection_budget_seconds=selection_budget_seconds))
 
 
 @pytest.fixture
@@ -54,11 +61,23 @@ def synthetic_run(spark, tmp_path_factory):
     from jobs.datasets.synthetic import SyntheticSpec, generate_landing
     from jobs.orchestration.pipeline import run_pipeline
 
-    config = make_config(tmp_path_factory.mktemp("synthetic") / "lake")
+    # the one whole run that searches models (tests/integration/test_nightly_run.py checks it)
+    config = make_config(tmp_path_factory.mktemp("synthetic") / "lake", selection_budget_seconds=10.0)
     spec = SyntheticSpec(users=400, items=150, events_per_day=2500, days=3, end_date=date(2026, 11, 25), seed=7)
     summary = generate_landing(config.lakehouse, spec)
     outcome = run_pipeline(spark, config, spec.end_date)
     return config, summary, outcome
+
+
+@pytest.fixture
+def copy_of_synthetic_run(synthetic_run, tmp_path):
+    """A private copy of the session's finished synthetic lakehouse (landing, tables,
+    models, reports): a test that writes, fails or erases works on it and leaves the shared
+    one as it was. (config, summary, outcome) as ``synthetic_run``, config at the copy."""
+    config, summary, outcome = synthetic_run
+    target = tmp_path / "lake"
+    shutil.copytree(config.lakehouse, target, symlinks=True)
+    return dataclasses.replace(config, lakehouse=str(target)), summary, outcome
 
 
 @pytest.fixture(scope="session")

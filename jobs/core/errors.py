@@ -27,3 +27,8 @@ class GateFailed(StageError):
 
 class ErasureError(StageError):
     """An erasure cannot be done or did not complete; the message says what to do."""
+
+
+class KeyMismatch(StageError):
+    """The configured pseudonymization key is not the one of the lakehouse's pseudonym
+    space: used, it would give known users new keys (and erased users a way back)."""

@@ -92,9 +92,11 @@ def _demo_key(config: Config) -> Config:
 
 def _run_dates(config: Config, dates: list[date]) -> None:
     """Run the nightly pipeline for each date in order, with progress; stop at a failure."""
+    from jobs.lake.pseudonym_space import check_key
     from jobs.lake.spark import build_spark
     from jobs.orchestration.pipeline import ORDER, run_pipeline
 
+    check_key(config)  # before Spark starts: a wrong key fails in a second
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
     ) as progress:
@@ -280,31 +282,73 @@ def _print_tables(config: Config) -> None:
 @app.command()
 def erase(
     account_id: list[str] = typer.Option(..., "--account-id", help="Account to erase (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be removed; change nothing."),
     config_file: Optional[Path] = ConfigOption,
 ) -> None:
     """Erase accounts from every table, older table versions and saved models.
 
-    Do not run it while a nightly run writes: erasure vacuums with zero retention.
+    An account id found nowhere is refused (exit 1) and nothing is purged. --dry-run
+    shows the rows, files and rollback versions an erasure would remove. Do not run it
+    while a nightly run writes: erasure vacuums with zero retention.
     """
     import json
 
     from jobs.core.dates import utc_now
+    from jobs.lake.pseudonym_space import check_key
     from jobs.lake.runs import new_run_id
     from jobs.lake.spark import build_spark
-    from jobs.stages.erasure import erase_accounts
+    from jobs.stages.erasure import erase_accounts, plan_erasure
 
     with _user_errors():
         config = load_config(config_file)
+        check_key(config)  # before Spark starts
         today = utc_now().date()
         spark = build_spark(config, app_name="fairshelf-erase")
         try:
+            plan = plan_erasure(spark, config, account_id)
+            if dry_run:
+                console.print_json(json.dumps({"dry_run": True, **plan.summary()}))
+                if plan.unknown:
+                    raise typer.Exit(1)
+                return
             report = erase_accounts(
                 spark, config, account_id, utc_now().isoformat(),
-                new_run_id(today, prefix="erase"), run_date=today,
+                new_run_id(today, prefix="erase"), run_date=today, plan=plan,
             )
         finally:
             spark.stop()
-        console.print_json(json.dumps(report.metrics()))
+        console.print_json(json.dumps({**report.metrics(), "rollback_versions_removed": plan.versions_lost
+                                       if report.user_keys else 0}))
+
+
+@app.command("rotate-key")
+def rotate_key_command(
+    new_key_file: Path = typer.Option(..., "--new-key-file", help="A 0600 file holding the new key."),
+    config_file: Optional[Path] = ConfigOption,
+) -> None:
+    """Move the lakehouse to a new pseudonymization key: every user key of every table, the
+    erasure log and the saved models, from the account ids in landing.
+
+    FAIRSHELF_PSEUDONYM_KEY (or _FILE) is the current key. Resumable: after an
+    interruption, run it again with the same keys. Afterwards use the new key.
+    """
+    import json
+
+    from jobs.lake.spark import build_spark
+    from jobs.orchestration.rotation import read_new_key, rotate_key
+
+    with _user_errors():
+        config = load_config(config_file)
+        new_key = read_new_key(new_key_file)
+        spark = build_spark(config, app_name="fairshelf-rotate-key")
+        try:
+            with console.status("rotating the key") as status:
+                report = rotate_key(spark, config, new_key, progress=status.update)
+        finally:
+            spark.stop()
+        console.print_json(json.dumps(report.summary()))
+        console.print(f"the lakehouse now uses the key in {new_key_file}: set FAIRSHELF_PSEUDONYM_KEY "
+                      "(or FAIRSHELF_PSEUDONYM_KEY_FILE) to it for every later command")
 
 
 @app.command()

@@ -267,14 +267,22 @@ def table_columns(uri: str) -> list[str]:
 
 def key_rows(uri: str, keys: Sequence[str], column: str = "user_key") -> dict[str, int]:
     """Rows per key of ``keys`` in ``column`` at the current version (only that column read)."""
+    return key_files(uri, keys, column)[0]
+
+
+def key_files(uri: str, keys: Sequence[str], column: str = "user_key") -> tuple[dict[str, int], int]:
+    """(rows per key of ``keys`` in ``column``, data files holding any of them) at the
+    current version; only that column is read."""
     uri = normalize_uri(uri)
     table = open_table(uri)
     wanted = _key_array(keys)
     counts: dict[str, int] = {}
+    files = 0
     for _, _, hits in _files_with_keys(table, uri, column, wanted):
+        files += 1
         for key, n in hits.items():
             counts[key] = counts.get(key, 0) + n
-    return counts
+    return counts, files
 
 
 def erase_rows(uri: str, keys: Sequence[str], *, commit: CommitInfo, column: str = "user_key",

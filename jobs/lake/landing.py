@@ -4,9 +4,14 @@ files (one format per folder), always with an explicit all-string schema, and th
 
 from __future__ import annotations
 
+import csv
+import itertools
+import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.core.config import Config
@@ -70,3 +75,81 @@ def landing_event_dates(config: Config) -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name[5:] for p in root.iterdir() if p.is_dir() and p.name.startswith("date="))
+
+
+def landing_account_ids(spark: SparkSession, config: Config) -> DataFrame:
+    """Every distinct non-null ``account_id`` of the landing zone: profiles, the viewing
+    events of every day, and the retained erasure requests (folders that hold data)."""
+    from jobs.core.schemas import ERASURE_REQUESTS, USERS, VIEWING_EVENTS
+
+    sources = [(config.landing("users"), USERS), (config.landing("erasure_requests"), ERASURE_REQUESTS)]
+    sources += [(events_path(config, day), VIEWING_EVENTS) for day in landing_event_dates(config)]
+    frames = [read_landing(spark, path, schema).select("account_id")
+              for path, schema in sources if has_landing_data(path)]
+    if not frames:
+        return spark.createDataFrame([], "account_id string")
+    ids = frames[0]
+    for frame in frames[1:]:
+        ids = ids.unionByName(frame)
+    return ids.where(F.col("account_id").isNotNull() & (F.col("account_id") != "")).distinct()
+
+
+def has_landing_data(folder: str) -> bool:
+    """Whether a landing folder holds a non-empty data file."""
+    path = Path(folder)
+    return path.is_dir() and any(
+        p.is_file() and p.suffix.lower() in LANDING_FORMATS and p.stat().st_size > 0
+        for p in path.iterdir())
+
+
+# The columns a landing file must have for the stages to use its rows (a row missing a
+# value is quarantined by the stage; a file missing a column is refused before anything
+# is written, naming the file and the column).
+REQUIRED_COLUMNS = {
+    "viewing_events": ("event_id", "account_id", "content_id", "started_at", "seconds_watched"),
+    "users": ("account_id", "consent_personalization"),
+    "catalog": ("content_id", "title", "genres"),
+    "erasure_requests": ("request_id", "account_id", "requested_at"),
+}
+JSON_LINES_SAMPLED = 200  # a JSON Lines file's columns: the keys of its first lines
+
+
+def file_columns(path: str) -> dict[str, str]:
+    """Column name -> type ("string" for CSV and JSON) of one landing file."""
+    suffix = Path(path).suffix.lower()
+    if LANDING_FORMATS[suffix] == "parquet":
+        return {f.name: str(f.type) for f in pq.read_schema(path)}
+    with open(path, encoding="utf-8", errors="replace") as source:
+        if LANDING_FORMATS[suffix] == "csv":
+            return {name: "string" for name in next(csv.reader(source), [])}
+        columns: dict[str, str] = {}
+        for line in itertools.islice(source, JSON_LINES_SAMPLED):
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a malformed line is the stage's to quarantine
+                if isinstance(record, dict):
+                    columns.update({k: "string" for k in record})
+        return columns
+
+
+def check_landing_contract(folders: list[str], name: str) -> None:
+    """StageError naming the file and the column when a data file of ``folders`` (landing
+    ``name``: viewing_events, users, catalog, erasure_requests) lacks a required column,
+    or holds one as a nested type no stage can read as text."""
+    required = REQUIRED_COLUMNS[name]
+    for folder in folders:
+        for path in landing_files(folder)[1]:
+            columns = file_columns(path)
+            missing = [c for c in required if c not in columns]
+            if missing:
+                raise StageError(
+                    f"landing file {path} has no column {', '.join(missing)} (its columns: "
+                    f"{', '.join(columns) or 'none'}): the {name} contract needs {', '.join(required)}. "
+                    "Fix the file or its producer and run again; nothing was written")
+            nested = [c for c in required if columns[c].startswith(("struct", "list", "map", "large_list"))]
+            if nested:
+                raise StageError(
+                    f"landing file {path}: column {', '.join(nested)} is {columns[nested[0]]}, not a value "
+                    f"the {name} contract can read as text; nothing was written")

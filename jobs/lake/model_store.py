@@ -79,6 +79,11 @@ def model_dirs(models_root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / USERS_FILE).is_file())
 
 
+def model_user_keys(directory: Path) -> set[str]:
+    """The user keys a saved model holds (its user index)."""
+    return set(pq.read_table(directory / USERS_FILE, columns=["user_key"]).column("user_key").to_pylist())
+
+
 def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
     """Drop ``keys``' rows from a saved model's user factors (an EASE model has none: its
     user index is all it holds per user) and user index; returns the keys it held. Item
@@ -99,7 +104,7 @@ def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
     factors = arrays.get("user_factors")  # an EASE model has none: only its index is per user
     if factors is not None and factors.shape[0] == index.num_rows:
         arrays["user_factors"] = factors[kept.column("row").to_numpy()]
-        _replace_file(directory / MODEL_FILE, lambda out: np.savez(out, **arrays))
+        replace_file(directory / MODEL_FILE, lambda out: np.savez(out, **arrays))
     elif factors is not None and factors.shape[0] != kept.num_rows:
         raise ModelStoreError(
             f"{directory}: {factors.shape[0]} user factor rows for {index.num_rows} users in "
@@ -107,17 +112,17 @@ def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
     row_type = index.schema.field("row").type
     new_index = pa.table({"user_key": kept.column("user_key"),
                           "row": pa.array(np.arange(kept.num_rows), row_type)})
-    _replace_file(directory / USERS_FILE, lambda out: pq.write_table(new_index, out))
+    replace_file(directory / USERS_FILE, lambda out: pq.write_table(new_index, out))
     card_path = directory / CARD_FILE
     if card_path.is_file():
         card = json.loads(card_path.read_text())
         card["erased_users"] = card.get("erased_users", 0) + index.num_rows - kept.num_rows
         text = json.dumps(card, indent=2, sort_keys=True).encode()
-        _replace_file(card_path, lambda out: out.write(text))
+        replace_file(card_path, lambda out: out.write(text))
     return sorted(set(index.filter(hit).column("user_key").to_pylist()))
 
 
-def _replace_file(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+def replace_file(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Write ``path`` through a temporary file in its directory, then rename it over."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -57,7 +57,7 @@ def _uri(lakehouse: str, table: str) -> str:
     return f"{normalize_uri(lakehouse)}/{table}"
 
 
-def _runs(lakehouse: str) -> pa.Table:
+def read_runs(lakehouse: str) -> pa.Table:
     uri = _uri(lakehouse, "gold/runs")
     if not table_exists(uri):
         raise NothingPublished(f"no gold/runs table under {lakehouse}: nothing published yet "
@@ -85,7 +85,7 @@ def latest_publication(lakehouse: str) -> dict[str, Any]:
 
 def publication_for(lakehouse: str, run_date: str | None = None) -> dict[str, Any]:
     """The live publication, or the latest publication of ``run_date`` (YYYY-MM-DD)."""
-    row = choose_publication(_runs(lakehouse), run_date)
+    row = choose_publication(read_runs(lakehouse), run_date)
     if row is None:
         what = f"for {run_date}" if run_date else "yet"
         raise NothingPublished(f"no succeeded run {what} in {lakehouse}/gold/runs")
@@ -120,12 +120,16 @@ def recommendations(lakehouse: str, run_date: str | None = None) -> pa.Table:
     return published_table(lakehouse, publication_for(lakehouse, run_date), "gold/recommendations")
 
 
-def region_of(lakehouse: str, publication: dict[str, Any], user_key: str) -> str | None:
-    """The user's generalized region in the published user features (None if unknown)."""
+def region_of(lakehouse: str, publication: dict[str, Any], user_key: str) -> str:
+    """The shelf region of a user in the published user features: their generalized region,
+    ``UNKNOWN_REGION`` where it was suppressed, ``ALL_REGIONS`` for a user the publication
+    does not know (new since the run, or erased)."""
     if "silver/user_features" not in publication["published"]:
-        return None
+        return ALL_REGIONS
     found = published_table(lakehouse, publication, "silver/user_features", [("user_key", "=", user_key)])
-    return found.column("region")[0].as_py() if found.num_rows else None
+    if not found.num_rows:
+        return ALL_REGIONS
+    return found.column("region")[0].as_py() or UNKNOWN_REGION
 
 
 def resolve_shelf(personal: pa.Table, defaults: pa.Table, user_key: str,
@@ -149,8 +153,9 @@ def shelf_for(lakehouse: str, user_key: str, region: str | None = None,
               run_date: str | None = None) -> list[dict[str, Any]]:
     """The shelf of the pseudonymous ``user_key`` in the live publication (or ``run_date``'s).
 
-    ``region`` defaults to the user's region in the published user features (a user the
-    run did not know gets region ``ALL``'s shelf). Empty when nothing is published.
+    ``region`` defaults to the user's region in the published user features
+    (``region_of``: a user the run did not know gets region ``ALL``'s shelf). Empty when
+    nothing is published.
     """
     try:
         publication = publication_for(lakehouse, run_date)

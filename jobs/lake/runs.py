@@ -16,6 +16,7 @@ from datetime import date
 from typing import Any, Mapping
 
 from jobs.core.dates import utc_now
+from jobs.lake.delta import TableError
 
 # The tables a publication pins: the published gold tables, and the user features the
 # reader takes a user's region from. A run publishes those of them it wrote.
@@ -27,7 +28,7 @@ PUBLISHED_TABLES = (
     "gold/lineage",
     "silver/user_features",
 )
-KINDS = ("run", "erasure", "rollback")
+KINDS = ("run", "erasure", "rollback", "rotation")
 
 
 def new_run_id(run_date: date, prefix: str = "manual") -> str:
@@ -57,7 +58,7 @@ def repointed(publication: Mapping[str, Any], changes: Mapping[str, Mapping[str,
     run whose rows readers take.
     """
     if kind not in KINDS[1:]:
-        raise ValueError(f"kind {kind!r}: a re-pointing row is 'erasure' or 'rollback'")
+        raise ValueError(f"kind {kind!r}: a re-pointing row is one of {', '.join(KINDS[1:])}")
     published = json.loads(publication["published_json"])
     for table, change in changes.items():
         if table in published:
@@ -74,6 +75,31 @@ def repointed(publication: Mapping[str, Any], changes: Mapping[str, Mapping[str,
         "versions_json": json.dumps({t: c["version"] for t, c in changes.items()}, sort_keys=True),
         "published_json": json.dumps(published, sort_keys=True),
     }
+
+
+def repoint_publications(lakehouse: str, versions: Mapping[str, int], *, kind: str, run_id: str,
+                         message: str, now: str) -> list[dict[str, Any]]:
+    """The re-pointing rows that keep every publication readable after ``versions``
+    ({table: its only version now}) replaced the versions they pinned (an erasure or a key
+    rotation purges older versions): one row per run date, a copy of that date's
+    publication with those tables at their new versions. Readers filter each table by the
+    run's date and run id, so the new version serves every date whose rows it holds."""
+    from jobs.lake.reader import choose_publication, read_runs
+
+    try:
+        runs = read_runs(lakehouse)
+    except TableError:
+        return []
+    rows = []
+    for day in sorted({d for d in runs.column("run_date").to_pylist() if d}):
+        publication = choose_publication(runs, day)
+        if publication is None:
+            continue
+        pinned = json.loads(publication["published_json"] or "{}")
+        moved = {t: {"version": v} for t, v in versions.items() if t in pinned and pinned[t]["version"] != v}
+        if moved:
+            rows.append(repointed(publication, moved, kind=kind, run_id=f"{run_id}.{day}", message=message, now=now))
+    return rows
 
 
 def serving_at(runs: list[Mapping[str, Any]], table: str, version: int) -> dict[str, Any] | None:
@@ -108,12 +134,18 @@ def dates_to_run(dates: list[date], runs: list[Mapping[str, Any]], code_version:
 
 def append_runs_row(spark, config, row: Mapping[str, Any], stage: str = "record_run") -> int:
     """Append one row to gold/runs in one commit (the publishing step); its version."""
+    return append_runs_rows(spark, config, [row], stage)
+
+
+def append_runs_rows(spark, config, rows: list[Mapping[str, Any]], stage: str) -> int:
+    """Append rows to gold/runs in one commit (stamped with the first row's run); its version."""
     from jobs.core.schemas import RUNS
     from jobs.lake import tables
 
-    commit = tables.CommitInfo(row["run_id"], row["run_date"], stage, config.code_version, config.config_hash)
-    return tables.write_named_table(spark.createDataFrame([dict(row)], RUNS), config, "gold/runs",
-                                    commit=commit, mode="append")
+    first = rows[0]
+    commit = tables.CommitInfo(first["run_id"], first["run_date"], stage, config.code_version, config.config_hash)
+    return tables.write_named_table(spark.createDataFrame([dict(r) for r in rows], RUNS), config, "gold/runs",
+                                    commit=commit, mode="append", partitions=sorted({r["run_date"] for r in rows}))
 
 
 ROLLBACK_TABLES = ("gold/recommendations", "gold/default_recommendations", "gold/audit",
@@ -125,9 +157,10 @@ class RollbackRefused(ValueError):
 
 
 def rollback_table(spark, config, table: str, version: int) -> dict[str, Any]:
-    """Restore ``table`` to ``version`` (a new Delta version with that content, history
-    kept) and re-point the live publication at it: one gold/runs row of kind
-    ``rollback``. Returns that row. Refuses (RollbackRefused) tables that are not
+    """Restore the partition that ``table`` served at ``version`` (the run date of the
+    publication that pinned it) to its content at ``version``, in a new Delta version
+    (history kept; other dates' partitions untouched), and re-point the live publication
+    at it: one gold/runs row of kind ``rollback``. Returns that row. Refuses (RollbackRefused) tables that are not
     published shelves or audits, unknown versions, and versions erasure removed."""
     from jobs.core.schemas import TABLES
     from jobs.lake import tables
@@ -162,12 +195,16 @@ def rollback_table(spark, config, table: str, version: int) -> dict[str, Any]:
         raise RollbackRefused(f"no publication pinned {table} at or before version {version}: "
                               "it never served readers, so there is nothing to roll back to")
     rollback_id = new_run_id(utc_now().date(), prefix="rollback")
-    restored = tables.restore_table(uri, version, commit=tables.CommitInfo(
-        rollback_id, live["run_date"], "rollback", config.code_version, config.config_hash))
+    day = serving["run_date"]
+    commit = tables.CommitInfo(rollback_id, day, "rollback", config.code_version, config.config_hash)
+    # Only the partition of the publication rolled back: other dates stay as they are now.
+    restored = tables.write_named_table(
+        tables.read_table(spark, uri, version=version, run_dates=[day], engine=config.spark.table_engine),
+        config, table, commit=commit, mode="overwrite_partition", partitions=[day])
     live.pop("published")
     row = repointed(live, {table: {**serving, "version": restored}}, kind="rollback",
                     run_id=rollback_id, now=utc_now().isoformat(),
-                    message=f"{table} restored to version {version} (now version {restored}), "
-                            f"serving run {serving['run_id']}")
+                    message=f"{table}: partition {day} restored from version {version} (now version "
+                            f"{restored}), serving run {serving['run_id']}")
     append_runs_row(spark, config, row, stage="rollback")
     return row

@@ -39,6 +39,7 @@ from jobs.lake.delta import (  # noqa: F401
     app_id_of,
     check_readable,
     erase_rows,
+    key_files,
     key_rows,
     list_tables,
     log_files_mentioning,
@@ -120,6 +121,12 @@ def write_named_table(df: DataFrame, config: Config, table: str, *, commit: Comm
     return write_table(df, config.table(layer, name), commit=commit, mode=mode, partitions=partitions,
                        allowed_columns=allowed_columns(table), stats_exclude=USER_KEY_COLUMNS,
                        engine=config.spark.table_engine)
+
+
+def user_key_tables(lakehouse: str, exclude: Sequence[str] = ()) -> list[TableInfo]:
+    """The lakehouse's tables with a user key column (``USER_KEY_COLUMNS``), but ``exclude``."""
+    return [info for info in list_tables(lakehouse)
+            if info.name not in exclude and set(USER_KEY_COLUMNS) & set(table_columns(info.uri))]
 
 
 def read_table(spark, uri: str, *, version: int | None = None, engine: str = "delta-rs",

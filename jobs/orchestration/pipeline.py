@@ -8,6 +8,11 @@ Publication (``jobs.lake.reader``): the stages write their tables, then ``record
 the run's ``gold/lineage`` rows (one commit) and appends its ``gold/runs`` row, which
 pins the exact version of every published table: that one append makes the run visible.
 Each stage also emits OpenLineage START/COMPLETE/FAIL events (``jobs.orchestration.lineage``).
+
+A failed or killed run changes neither silver nor gold (``jobs.lake.run_marker``): the run
+keeps a marker with every table's version after its erasure stage; ``record_run`` of a
+failed run restores them and removes its model folder, and the next run records a killed
+run (a marker without heartbeat) as failed, "interrupted", and undoes it the same way.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from pyspark.sql import SparkSession
 
 from jobs.core.config import Config, ConfigError, load_config
 from jobs.core.dates import utc_now
+from jobs.core.errors import StageError
 from jobs.core.schemas import LINEAGE
-from jobs.lake import tables
+from jobs.lake import run_marker, tables
+from jobs.lake.pseudonym_space import check_key
 from jobs.lake.runs import append_runs_row, new_run_id, published_tables
 from jobs.orchestration import report
 from jobs.orchestration.lineage import LINEAGE_TABLE, emit_stage_event, lineage_row
@@ -63,9 +70,50 @@ class RunOutcome:
         return self.status == "succeeded"
 
 
-def preflight(config: Config) -> None:
-    """Checks that must pass before any work starts (fails fast, names the fix)."""
+def preflight(config: Config, run_id: str) -> None:
+    """Checks that must pass before any work starts (fails fast, names the fix): the key
+    is there and is the key of the lakehouse's pseudonym space (a first run records it)."""
     config.require_pseudonym_key()
+    check_key(config, claim_by=run_id)
+
+
+class RunInProgress(StageError):
+    """Another run is writing the lakehouse (its marker has a fresh heartbeat)."""
+
+
+def start_run(spark: SparkSession, config: Config, run_id: str, run_date: date) -> None:
+    """Before a run's first stage: record earlier runs that were killed (no heartbeat for
+    ``run_marker.STALE_AFTER``) as failed and undo them; refuse while another run is alive;
+    then create (or, for a retry, keep) this run's marker."""
+    now = utc_now()
+    for marker in run_marker.other_runs(config, run_id):
+        if not marker.is_stale(now):
+            raise RunInProgress(
+                f"run {marker.run_id} (date {marker.run_date}, stage {marker.last_stage}) is writing "
+                f"{config.lakehouse}: its last heartbeat was at {marker.heartbeat_at}. Wait for it to "
+                f"finish; if its process is gone, it is recorded as interrupted once "
+                f"{run_marker.STALE_AFTER} have passed without a heartbeat")
+        record_interrupted(spark, config, marker)
+    run_marker.begin_or_resume(config, run_id, run_date.isoformat())
+
+
+def record_interrupted(spark: SparkSession, config: Config, marker: run_marker.RunMarker) -> str:
+    """Record a killed run as failed (its last stage, "interrupted") and undo it."""
+    outcome = RunOutcome(
+        marker.run_id, date.fromisoformat(marker.run_date), "failed", [], marker.last_stage or ORDER[0],
+        f"interrupted: no heartbeat since {marker.heartbeat_at} (the process was killed or lost); "
+        "found and undone by the next run")
+    return record_run(spark, config, outcome, marker.started_at)
+
+
+def run_stage_in_run(name: str, spark: SparkSession, config: Config, run_date: date, run_id: str) -> dict[str, Any]:
+    """One stage of a run, with the run's marker: a heartbeat while it runs, and after the
+    erasure stage the snapshot of table versions that a failure restores."""
+    with run_marker.heartbeat(config, run_id, name):
+        summary = timed_stage(name, spark, config, run_date, run_id)
+    if name == ORDER[0]:
+        run_marker.snapshot(config, run_id)
+    return summary
 
 
 def run_stage(
@@ -81,14 +129,18 @@ def run_stage(
         raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(ORDER)}")
     run_date = date.fromisoformat(run_date) if isinstance(run_date, str) else run_date
     config = config or load_config()
-    preflight(config)
+    preflight(config, run_id)
     own_session = spark is None
     if own_session:
         from jobs.lake.spark import build_spark
 
         spark = build_spark(config, app_name=f"fairshelf-{name}")
     try:
-        return timed_stage(name, spark, config, run_date, run_id)
+        if name == ORDER[0]:
+            start_run(spark, config, run_id, run_date)
+        else:
+            run_marker.begin_or_resume(config, run_id, run_date.isoformat())
+        return run_stage_in_run(name, spark, config, run_date, run_id)
     finally:
         if own_session:
             spark.stop()
@@ -130,15 +182,16 @@ def run_pipeline(
 ) -> RunOutcome:
     """All stages in order for ``run_date``, then the lineage, the run row (the
     publishing step) and the report."""
-    preflight(config)
     run_id = run_id or new_run_id(run_date)
+    preflight(config, run_id)
+    start_run(spark, config, run_id, run_date)
     started_at = utc_now().isoformat()
     summaries: list[dict[str, Any]] = []
     for name in ORDER:
         if on_stage:
             on_stage(name)
         try:
-            summaries.append(timed_stage(name, spark, config, run_date, run_id))
+            summaries.append(run_stage_in_run(name, spark, config, run_date, run_id))
         except Exception as exc:  # recorded, then re-raised by the caller's choice
             outcome = RunOutcome(run_id, run_date, "failed", summaries, name, str(exc))
             outcome.failed_timing = getattr(exc, "fairshelf_timing", None)
@@ -169,7 +222,16 @@ def lineage_rows(config: Config, outcome: RunOutcome) -> list[dict[str, Any]]:
 def record_run(spark: SparkSession, config: Config, outcome: RunOutcome, started_at: str) -> str:
     """Write the run's lineage, then append its gold/runs row (for a succeeded run: the
     publication, pinning every published table's version), then its report; returns the
-    report path."""
+    report path. A failed run is undone first (module doc): its tables restored, its
+    model folder removed; what was undone goes into the row's message."""
+    marker = run_marker.read_marker(config, outcome.run_id)
+    if marker is not None and not outcome.succeeded:
+        commit = tables.CommitInfo(outcome.run_id, outcome.run_date.isoformat(), "undo_failed_run",
+                                   config.code_version, config.config_hash)
+        undone = run_marker.undo_run(config, marker, commit)
+        outcome.message = (f"{outcome.message} [undone: {len(undone['restored'])} table(s) restored to their "
+                           f"versions before the run, {len(undone['removed_tables'])} new table(s) removed"
+                           f"{', model folder removed' if undone['model_dir_removed'] else ''}]")
     metrics = {s["stage"]: {**s["metrics"], "seconds": s.get("seconds")} for s in outcome.summaries}
     versions = {table: v for s in outcome.summaries for table, v in s["outputs"].items()}
     result = StageResult("record_run", outcome.run_date, outcome.run_id, config)
@@ -199,4 +261,6 @@ def record_run(spark: SparkSession, config: Config, outcome: RunOutcome, started
         ),
     }
     append_runs_row(spark, config, row)
+    if marker is not None:
+        run_marker.remove_marker(config, outcome.run_id)
     return report.write_report(config, row, outcome.summaries, tables.list_tables(config.lakehouse))

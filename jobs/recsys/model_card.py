@@ -5,8 +5,8 @@ What a card holds (``build_model_card``): the model version, run and run date; t
 window and row counts; the chosen model's parameters (and the configured ones); its
 validation metrics and the whole hyperparameter search (every trial with its validation
 scores and fit seconds); seconds spent on selection, training and candidates; how picks
-are explained; the code version and config hash; and the fairness results, stated
-plainly as not available until the fairness audit (issue 7) exists.
+are explained; the code version and config hash; and the fairness results: "pending" when
+the train stage writes the card, then the audit stage's checks (``with_fairness_audit``).
 
 The erasure stage later counts users erased from the model in the JSON card
 (``erased_users``); the Markdown card says so rather than going stale silently.
@@ -28,14 +28,47 @@ from jinja2 import Environment
 from jobs.core.render import template_environment
 from jobs.recsys.models import ModelSpec
 
-FAIRNESS_NOT_AVAILABLE = {
-    "status": "not available yet",
-    "detail": (
-        "No fairness audit has been run on this model: the audit of quality and exposure "
-        "across user and provider groups is not built yet (issue 7). Nothing here claims "
-        "that this model is fair or unfair."
-    ),
-}
+
+def fairness_pending(run_id: str) -> dict[str, Any]:
+    """What the card says of fairness until the run's audit stage has run."""
+    return {
+        "status": "pending",
+        "detail": (
+            f"The fairness audit of run {run_id} runs after re-ranking and writes its results here "
+            "and to gold/audit. A card that still says pending belongs to a run that stopped before "
+            "its audit: nothing here claims that this model is fair or unfair."
+        ),
+    }
+
+
+def fairness_audited(run_id: str, checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit stage's verdict on the run's re-ranked shelves: every check with a
+    threshold (``metric``, ``group_dimension``, ``shelves``, ``value``, ``threshold``,
+    ``passed``, ``blocking``), and a status that counts the missed ones."""
+    judged = [c for c in checks if c.get("passed") is not None]
+    missed = [c for c in judged if not c["passed"]]
+    blocking = [c for c in missed if c.get("blocking")]
+    status = ("audited: every check met its threshold" if not missed else
+              f"audited: {len(missed)} of {len(judged)} checks missed their threshold"
+              f" ({len(blocking)} blocking)")
+    return {
+        "status": status,
+        "detail": (
+            f"By the audit stage of run {run_id}: quality (nDCG and recall) by age band, gender "
+            "and region, and exposure by provider group, genre and language (Gini, coverage, long "
+            "tail), of the shelves before and after re-ranking. Every value, with and without a "
+            f"threshold, is in gold/audit (run id {run_id}) and the run report."
+        ),
+        "checks": [{key: c.get(key) for key in ("side", "metric", "group_dimension", "shelves", "value",
+                                                 "threshold", "passed", "blocking")} for c in judged],
+    }
+
+
+def with_fairness_audit(json_path: Path, markdown_path: Path, fairness: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a saved card (both forms) with the audit's ``fairness`` section."""
+    card = {**json.loads(json_path.read_text()), "fairness": fairness}
+    write_model_card(card, json_path, markdown_path)
+    return card
 
 
 def build_model_card(
@@ -72,7 +105,7 @@ def build_model_card(
         "selection": selection,
         "seconds": seconds,
         "explanations": explanations,
-        "fairness": fairness or FAIRNESS_NOT_AVAILABLE,
+        "fairness": fairness or fairness_pending(run_id),
         "code_version": code_version,
         "config_hash": config_hash,
     }

@@ -96,6 +96,7 @@ def read_silver(
 def stage_main(run: Callable[..., StageResult], argv: list[str] | None = None) -> None:
     """Run one stage standalone (``spark-submit jobs/<stage>.py --date D``)."""
     from jobs.core.config import load_config
+    from jobs.lake.pseudonym_space import check_key
     from jobs.lake.runs import new_run_id
     from jobs.lake.spark import build_spark
 
@@ -105,9 +106,11 @@ def stage_main(run: Callable[..., StageResult], argv: list[str] | None = None) -
     parser.add_argument("--config", default=None)
     args = parser.parse_args(argv)
     config = load_config(args.config)
+    run_id = args.run_id or new_run_id(args.date)
+    check_key(config, claim_by=run_id)
     spark = build_spark(config)
     try:
-        result = run(spark, config, args.date, args.run_id or new_run_id(args.date))
+        result = run(spark, config, args.date, run_id)
         print(json.dumps(result.summary(), indent=2, default=str))
     finally:
         spark.stop()

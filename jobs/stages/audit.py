@@ -30,6 +30,7 @@ shelves stay live.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -42,8 +43,10 @@ from scipy.sparse import csr_matrix
 from jobs.core.config import AuditSettings, Config
 from jobs.core.errors import GateFailed
 from jobs.core.schemas import TABLES
+from jobs.lake.model_store import CARD_FILE, CARD_MARKDOWN_FILE
 from jobs.recsys.exposure import ITEM_DIMENSIONS, SHELF_KINDS, item_side_rows
 from jobs.recsys.metrics import ranking_metrics_per_user
+from jobs.recsys.model_card import fairness_audited, with_fairness_audit
 from jobs.shared.shelves import filter_top_k, rerank_candidates
 from jobs.shared.stage import StageResult, stage_main
 
@@ -262,6 +265,9 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         **{f"{kind}_ndcg@{k}": round(float(q[f"ndcg@{k}"].mean()), 4) if len(q) else None
            for kind, q in quality.items() for k in cutoffs},
     )
+    directory = Path(config.model_dir(run_id))
+    if (directory / CARD_FILE).is_file():  # the card of the run's model gets the verdict
+        with_fairness_audit(directory / CARD_FILE, directory / CARD_MARKDOWN_FILE, fairness_audited(run_id, judged))
     if failures:
         raise GateFailed("fairness", failures)
     return result

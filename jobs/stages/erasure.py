@@ -63,6 +63,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -71,8 +74,9 @@ from jobs.core.dates import utc_now
 from jobs.core.errors import ErasureError
 from jobs.core.schemas import ERASURE_LOG, ERASURE_REQUESTS, USER_KEY_COLUMNS, allowed_columns
 from jobs.lake import tables
-from jobs.lake.landing import LANDING_FORMATS, landing_frame
-from jobs.lake.model_store import drop_users_from_model, model_dirs
+from jobs.lake.landing import LANDING_FORMATS, has_landing_data, landing_account_ids, landing_frame
+from jobs.lake.model_store import drop_users_from_model, model_dirs, model_user_keys
+from jobs.lake.pseudonym_space import check_key
 from jobs.shared.privacy import ERASURE_LOG_TABLE, pseudonym
 from jobs.shared.stage import StageResult, stage_main
 
@@ -102,6 +106,7 @@ class ErasureReport:
     versions: dict[str, int] = field(default_factory=dict)  # "layer/name" -> version now
     erased_at: str | None = None
     seconds: float = 0.0
+    already_erased: int = 0  # accounts asked for that an earlier erasure had removed
 
     @property
     def user_keys(self) -> list[str]:
@@ -127,6 +132,7 @@ class ErasureReport:
         """Counts only (they go to gold/runs and the run report: no pseudonym)."""
         return {
             "erased_users": len(self.user_keys),
+            "already_erased": self.already_erased,
             "rows_removed": self.rows,
             "rows_removed_by_table": self.rows_by_table,
             "tables_purged": len(self.versions) - (ERASURE_LOG_TABLE in self.versions),
@@ -192,13 +198,6 @@ def erasure_log_rows(report: ErasureReport) -> list[dict[str, Any]]:
 
 # --- tables --------------------------------------------------------------------------------
 
-def tables_with_user_keys(config: Config) -> list[tables.TableInfo]:
-    """The lakehouse's tables with a user key column, ``gold/erasure_log`` excepted."""
-    return [info for info in tables.list_tables(config.lakehouse)
-            if info.name != ERASURE_LOG_TABLE
-            and set(USER_KEY_COLUMNS) & set(tables.table_columns(info.uri))]
-
-
 def erase_from_table(info: tables.TableInfo, keys: Sequence[str], commit: tables.CommitInfo,
                      report: ErasureReport) -> None:
     """Remove ``keys``' rows from one table and purge its history; then check both."""
@@ -222,25 +221,6 @@ def erase_from_table(info: tables.TableInfo, keys: Sequence[str], commit: tables
             f"{info.name}: erasure incomplete ({left} rows of erased users left; log files "
             f"naming one: {mentions}). Nothing was recorded: make sure no other job writes "
             "the table, then erase again")
-
-
-def check_key_of_lakehouse(config: Config) -> None:
-    """ErasureError unless the latest recorded nightly run used the configured key: with
-    another key the pseudonyms differ, and an erasure would find nobody and record zeros.
-    (Rows of kind erasure or rollback only re-point a publication; they pseudonymize nothing.)"""
-    uri = config.table("gold", "runs")
-    if not tables.table_exists(uri):
-        return
-    runs = tables.read_arrow(uri).select(["run_id", "kind", "finished_at", "key_fingerprint"])
-    recorded = [r for r in runs.to_pylist() if r["key_fingerprint"] and r["kind"] in (None, "run")]
-    if not recorded:
-        return
-    latest = max(recorded, key=lambda r: r["finished_at"])
-    if latest["key_fingerprint"] != config.key_fingerprint:
-        raise ErasureError(
-            f"the pseudonymization key (fingerprint {config.key_fingerprint}) is not the one "
-            f"run {latest['run_id']} used ({latest['key_fingerprint']}): with it no user would "
-            "be found. Set FAIRSHELF_PSEUDONYM_KEY to the key of the nightly runs")
 
 
 def logged_requests(config: Config) -> set[tuple[str, str]]:
@@ -267,8 +247,8 @@ def erase_user_keys(spark: SparkSession, config: Config, requests: Sequence[Eras
     keys = report.user_keys
     if not keys:
         return report
-    check_key_of_lakehouse(config)
-    for info in tables_with_user_keys(config):
+    check_key(config)
+    for info in tables.user_key_tables(config.lakehouse, exclude=(ERASURE_LOG_TABLE,)):
         erase_from_table(info, keys, result.commit, report)
     for directory in model_dirs(config.path("models")):
         found = drop_users_from_model(directory, keys)
@@ -286,36 +266,97 @@ def erase_user_keys(spark: SparkSession, config: Config, requests: Sequence[Eras
 
 
 def repoint_publication(spark: SparkSession, config: Config, report: ErasureReport) -> None:
-    """Keep the live publication readable: the versions it pinned were just vacuumed, so
-    append a gold/runs row of kind ``erasure`` pointing its tables at their post-erasure
-    versions (the same run's content minus the erased users; jobs/lake/reader.py)."""
-    from jobs.lake.reader import NothingPublished, latest_publication
-    from jobs.lake.runs import append_runs_row, repointed
+    """Keep every publication readable: the versions they pinned were just purged, so
+    append, for each run date whose publication pinned one of them, a gold/runs row of
+    kind ``erasure`` pointing its tables at their post-erasure versions (the same rows
+    minus the erased users; ``jobs.lake.runs.repoint_publications``)."""
+    from jobs.lake.runs import append_runs_rows, repoint_publications
 
-    try:
-        live = latest_publication(config.lakehouse)
-    except NothingPublished:
-        return
-    pinned = live["published"]
-    moved = {
-        t: {"version": v}
-        for t, v in report.versions.items()
-        if t in pinned and pinned[t].get("version") != v  # an erasure that changed nothing moves nothing
-    }
-    if not moved:
-        return
-    live.pop("published")
-    row = repointed(live, moved, kind="erasure",
-                    run_id=f"{report.run_id}.erasure.{uuid.uuid4().hex[:6]}",
-                    message=f"{len(report.user_keys)} user(s) erased by {report.run_id}",
-                    now=utc_now().isoformat())
-    append_runs_row(spark, config, row, stage=STAGE)
+    rows = repoint_publications(config.lakehouse, report.versions, kind="erasure",
+                                run_id=f"{report.run_id}.erasure.{uuid.uuid4().hex[:6]}",
+                                message=f"{len(report.user_keys)} user(s) erased by {report.run_id}",
+                                now=utc_now().isoformat())
+    if rows:
+        append_runs_rows(spark, config, rows, stage=STAGE)
+
+
+@dataclass
+class ErasurePlan:
+    """What ``fairshelf erase`` would do for some account ids, found before anything is
+    changed. Account ids are the operator's own input; no pseudonym is kept here."""
+
+    unknown: list[str]  # in no landing folder, table or model, and never erased
+    already_erased: list[str]  # in the erasure log and in no table or model any more
+    to_erase: list[str]
+    tables: list[dict[str, Any]] = field(default_factory=list)  # table, rows, files, versions_lost
+    model_dirs: int = 0  # saved models holding one of them
+
+    @property
+    def rows(self) -> int:
+        return sum(t["rows"] for t in self.tables)
+
+    @property
+    def versions_lost(self) -> int:
+        """Table versions an erasure removes: every user-key table keeps only its newest."""
+        return sum(t["versions_lost"] for t in self.tables)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "accounts": {"to_erase": len(self.to_erase), "already_erased": len(self.already_erased),
+                         "unknown": self.unknown},
+            "rows_to_remove": self.rows,
+            "tables": self.tables,
+            "model_dirs_to_rewrite": self.model_dirs,
+            "rollback_versions_removed": self.versions_lost,
+        }
+
+
+def plan_erasure(spark: SparkSession, config: Config, account_ids: Sequence[str]) -> ErasurePlan:
+    """Where ``account_ids`` are (landing, every table with a user key, saved models, the
+    erasure log) and what erasing them would remove; reads only, changes nothing."""
+    key = config.require_pseudonym_key()
+    check_key(config)
+    keys = {account: pseudonym(key, account) for account in dict.fromkeys(account_ids)}
+    wanted = list(keys.values())
+    held: set[str] = set()
+    plan = ErasurePlan([], [], [])
+    for info in tables.user_key_tables(config.lakehouse, exclude=(ERASURE_LOG_TABLE,)):
+        rows, files = 0, 0
+        for column in [c for c in USER_KEY_COLUMNS if c in tables.table_columns(info.uri)]:
+            found, holding = tables.key_files(info.uri, wanted, column)
+            held.update(found)
+            rows, files = rows + sum(found.values()), files + holding
+        plan.tables.append({"table": info.name, "rows": rows, "files_to_rewrite": files,
+                            "versions_lost": len(tables.table_history(info.uri))})
+    for directory in model_dirs(config.path("models")):
+        in_model = model_user_keys(directory) & set(wanted)
+        held.update(in_model)
+        plan.model_dirs += bool(in_model)
+    logged = {user_key for user_key, _ in logged_requests(config)}
+    in_landing = {r["account_id"] for r in landing_account_ids(spark, config)
+                  .where(F.col("account_id").isin(list(keys))).collect()}
+    for account, user_key in keys.items():
+        if user_key in held:
+            plan.to_erase.append(account)
+        elif user_key in logged:
+            plan.already_erased.append(account)
+        elif account in in_landing:
+            plan.to_erase.append(account)  # not ingested yet: the log entry keeps it out
+        else:
+            plan.unknown.append(account)
+    return plan
 
 
 def erase_accounts(spark: SparkSession, config: Config, account_ids: list[str],
-                   requested_at: str, run_id: str, run_date: date | None = None) -> ErasureReport:
+                   requested_at: str, run_id: str, run_date: date | None = None,
+                   plan: ErasurePlan | None = None) -> ErasureReport:
     """Erase ``account_ids`` now (``fairshelf erase``): every table, older versions and
-    models; one gold/erasure_log row per account. ``run_date`` defaults to today (UTC)."""
+    models; one gold/erasure_log row per account, and the request kept in
+    ``landing/erasure_requests`` (a key rotation needs the account id: module doc of
+    ``jobs.orchestration.rotation``). ``run_date`` defaults to today (UTC).
+
+    Refuses, before anything changes, account ids found nowhere (a typo must not purge
+    history); accounts already erased and gone everywhere are skipped."""
     key = config.require_pseudonym_key()
     if isinstance(account_ids, str) or not account_ids:
         raise ErasureError("give the account ids to erase as a non-empty list")
@@ -323,17 +364,41 @@ def erase_accounts(spark: SparkSession, config: Config, account_ids: list[str],
         raise ErasureError("an account id to erase is empty; give each account's id")
     if not requested_at or not requested_at.strip():
         raise ErasureError("requested_at is empty: give the time the erasure was requested")
-    requests = [ErasureRequest(pseudonym(key, a), requested_at.strip())
-                for a in dict.fromkeys(account_ids)]
-    return erase_user_keys(spark, config, requests, run_id, run_date or utc_now().date())
+    plan = plan or plan_erasure(spark, config, account_ids)
+    if plan.unknown:
+        raise ErasureError(
+            f"no such account: {', '.join(plan.unknown)} (in no landing folder, table or model, and "
+            "never erased). Nothing was erased or purged: check the account id")
+    run_date = run_date or utc_now().date()
+    if plan.to_erase:
+        retain_requests(config, plan.to_erase, requested_at.strip(), run_id)
+    requests = [ErasureRequest(pseudonym(key, a), requested_at.strip()) for a in plan.to_erase]
+    report = erase_user_keys(spark, config, requests, run_id, run_date)
+    report.already_erased = len(plan.already_erased)
+    return report
 
 
-def has_requests(folder: str) -> bool:
-    """Whether a landing folder holds a non-empty data file."""
-    path = Path(folder)
-    return path.is_dir() and any(
-        p.is_file() and p.suffix.lower() in LANDING_FORMATS and p.stat().st_size > 0
-        for p in path.iterdir())
+def retain_requests(config: Config, account_ids: Sequence[str], requested_at: str, run_id: str) -> Path:
+    """A manual erasure's requests as a landing file of ``landing/erasure_requests`` (in the
+    folder's format): what a later key rotation re-keys the erasure log from. A nightly
+    run finds them already in the erasure log and skips them."""
+    folder = Path(config.landing("erasure_requests"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"request_id": f"{run_id}-{n}", "account_id": a, "requested_at": requested_at}
+            for n, a in enumerate(account_ids)]
+    formats = {p.suffix.lower() for p in folder.iterdir() if p.is_file() and p.suffix.lower() in LANDING_FORMATS}
+    suffix = formats.pop() if len(formats) == 1 else ".jsonl"
+    path = folder / f"fairshelf-erase-{run_id}{suffix}"
+    table = pa.Table.from_pylist(rows, schema=pa.schema([(f.name, pa.string()) for f in ERASURE_REQUESTS]))
+    temporary = path.with_name(f".{path.name}.tmp")
+    if suffix == ".parquet":
+        pq.write_table(table, temporary)
+    elif suffix == ".csv":
+        pacsv.write_csv(table, temporary)
+    else:
+        temporary.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    temporary.rename(path)
+    return path
 
 
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
@@ -343,7 +408,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     result = StageResult(STAGE, run_date, run_id, config)
     counts = {"requests": 0, "invalid_requests": 0, "invalid_request_ids": [],
               "skipped_requests": 0, "erased": 0}
-    if not has_requests(config.landing("erasure_requests")):
+    if not has_landing_data(config.landing("erasure_requests")):
         result.metrics.update(counts)
         return result
     rows = with_request_keys(landing_frame(spark, config, "erasure_requests", ERASURE_REQUESTS),

@@ -18,10 +18,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from jobs.core.codes import COUNTRY_CODES, DEVICE_TYPES, LANGUAGE_CODES
 from jobs.core.config import Config
 from jobs.core.schemas import CATALOG, VIEWING_EVENTS, allowed_columns
 from jobs.lake import tables
-from jobs.lake.landing import events_path, landing_event_dates, landing_frame, read_landing
+from jobs.lake.landing import check_landing_contract, events_path, landing_event_dates, landing_frame, read_landing
 from jobs.shared.privacy import erased_user_keys, filter_erased_users, pseudonymize_accounts, with_hour_bucket
 from jobs.shared.stage import StageResult, stage_main
 
@@ -36,7 +37,11 @@ REASONS = (
     "absurd_seconds",
     "unknown_content",
     "duplicate_event",
+    "bad_device_type",
+    "bad_country",
 )
+# A catalog year outside this range is not a release year (the first films are from the 1880s).
+FIRST_RELEASE_YEAR = 1870
 
 
 def dates_to_ingest(landing_dates: list[str], ingested: set[str], run_date: date, history_days: int) -> list[str]:
@@ -48,13 +53,17 @@ def dates_to_ingest(landing_dates: list[str], ingested: set[str], run_date: date
 
 
 def with_typed_event_fields(events: DataFrame) -> DataFrame:
-    """Parse the landing strings; unparseable values become null (and are judged later)."""
+    """Parse the landing strings; unparseable values become null (and are judged later).
+    Device types are compared in lower case, countries in upper case, both trimmed."""
     seconds = F.when(
         F.trim(F.col("seconds_watched")).rlike(r"^-?[0-9]+$"),
         F.col("seconds_watched").cast("long"),
     )
-    return events.withColumn("_started", F.col("started_at").cast("timestamp")).withColumn(
-        "_seconds", seconds
+    return (
+        events.withColumn("_started", F.col("started_at").cast("timestamp"))
+        .withColumn("_seconds", seconds)
+        .withColumn("device_type", F.lower(F.trim("device_type")))
+        .withColumn("country", F.upper(F.trim("country")))
     )
 
 
@@ -87,6 +96,8 @@ def with_rejection_reason(
         ("absurd_seconds", F.col("_seconds") > max_watch_seconds),
         ("unknown_content", F.col("_known").isNull()),
         ("duplicate_event", F.col("_copy") > 1),
+        ("bad_device_type", F.col("device_type").isNotNull() & ~F.col("device_type").isin(*DEVICE_TYPES)),
+        ("bad_country", F.col("country").isNotNull() & ~F.col("country").isin(*sorted(COUNTRY_CODES))),
     ]
     reason = F.when(rules[0][1], F.lit(rules[0][0]))
     for code, rule in rules[1:]:
@@ -117,13 +128,45 @@ def build_quarantine(checked: DataFrame, key: bytes) -> DataFrame:
     )
 
 
+def plain_text(column: str) -> Column:
+    """Text with control and format characters (newlines, tabs, zero-width marks) replaced
+    by spaces, runs of spaces folded, trimmed: what a title may show in a reason."""
+    cleaned = F.regexp_replace(F.col(column), r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]+", " ")
+    return F.trim(F.regexp_replace(cleaned, r"\s{2,}", " "))
+
+
+def with_checked_catalog_values(catalog: DataFrame, run_date: date) -> DataFrame:
+    """Catalog values outside their domain become null (a title is still watchable without
+    them): ``original_language`` not an ISO 639-1 code (compared in lower case),
+    ``release_year`` not a year from ``FIRST_RELEASE_YEAR`` to next year,
+    ``duration_seconds`` not a positive whole number. Titles become ``plain_text``."""
+    year = F.when(F.trim("release_year").rlike(r"^[0-9]{4}$"), F.col("release_year").cast("int"))
+    duration = F.when(F.trim("duration_seconds").rlike(r"^[0-9]+$"), F.col("duration_seconds").cast("long"))
+    language = F.lower(F.trim("original_language"))
+    return (
+        catalog.withColumn("title", plain_text("title"))
+        .withColumn("original_language", F.when(language.isin(*sorted(LANGUAGE_CODES)), language))
+        .withColumn("release_year", F.when(year.between(FIRST_RELEASE_YEAR, run_date.year + 1), year))
+        .withColumn("duration_seconds", F.when(duration > 0, duration))
+    )
+
+
+def catalog_values_nulled(catalog: DataFrame, checked: DataFrame) -> dict[str, int]:
+    """Per catalog column, how many values ``with_checked_catalog_values`` turned to null."""
+    columns = ("original_language", "release_year", "duration_seconds")
+    before = catalog.select([F.col(c).alias(f"raw_{c}") for c in columns])
+    after = checked.select(columns)
+    counts = before.agg(*[F.count(f"raw_{c}").alias(c) for c in columns]).first()
+    kept = after.agg(*[F.count(c).alias(c) for c in columns]).first()
+    return {c: counts[c] - kept[c] for c in columns if counts[c] - kept[c]}
+
+
 def build_content(catalog: DataFrame, run_date: date) -> DataFrame:
-    """Catalog -> silver/content: typed, one row per content id, primary genre derived."""
+    """Catalog -> silver/content: typed and checked (``with_checked_catalog_values``), one
+    row per content id, primary genre derived."""
     genres = F.split(F.coalesce(F.col("genres"), F.lit("")), r"\|")
     content = (
-        catalog.where(F.col("content_id").isNotNull())
-        .withColumn("release_year", F.col("release_year").cast("int"))
-        .withColumn("duration_seconds", F.col("duration_seconds").cast("long"))
+        with_checked_catalog_values(catalog.where(F.col("content_id").isNotNull()), run_date)
         .withColumn("primary_genre", F.when(genres[0] != "", genres[0]))
     )
     first = Window.partitionBy("content_id").orderBy(F.col("title").asc_nulls_last())
@@ -144,7 +187,10 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         run_date,
         config.shelf.history_days,
     )
-    raw_events = read_landing(spark, [events_path(config, d) for d in days], VIEWING_EVENTS)
+    event_folders = [events_path(config, d) for d in days]
+    check_landing_contract(event_folders, "viewing_events")  # before anything is written
+    check_landing_contract([config.landing("catalog")], "catalog")
+    raw_events = read_landing(spark, event_folders, VIEWING_EVENTS)
     catalog = landing_frame(spark, config, "catalog", CATALOG)
 
     content = build_content(catalog, run_date).cache()
@@ -176,6 +222,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         quarantined_by_reason=dict(sorted(by_reason.items())),
         content_items=content.count(),
         catalog_rows=catalog.count(),
+        catalog_values_nulled=catalog_values_nulled(catalog, with_checked_catalog_values(catalog, run_date)),
     )
     checked.unpersist()
     content.unpersist()

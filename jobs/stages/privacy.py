@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from jobs.core.config import Config
 from jobs.core.schemas import USERS, allowed_columns
-from jobs.lake.landing import landing_frame
+from jobs.lake.landing import check_landing_contract, landing_frame
 from jobs.shared.privacy import build_user_features, erased_user_keys
 from jobs.shared.stage import StageResult, stage_main
 
@@ -21,6 +21,7 @@ from jobs.shared.stage import StageResult, stage_main
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """landing/users -> silver/user_features (one snapshot per run date)."""
     key = config.require_pseudonym_key()
+    check_landing_contract([config.landing("users")], "users")  # before anything is written
     profiles = landing_frame(spark, config, "users", USERS)
     features = build_user_features(
         profiles, key, run_date, config, erased_user_keys(spark, config)

@@ -45,7 +45,8 @@ REASONS = {
     "because": "Because you watched {title}",
     # personal shelf: no watched title contributes positively (or it left the catalog)
     "history": "Picked for your viewing history",
-    # default shelf of the user's region / of everyone (region ALL)
+    # default shelf of the user's region / of everyone (region ALL, and region "*" of the
+    # users whose region is suppressed: it names no region, so neither does its reason)
     "popular_region": "Popular in your region",
     "popular_all": "Popular on fairshelf",
     # a title the re-ranker brings onto a shelf for diversity or novelty (issue 7)
@@ -162,7 +163,8 @@ def build_default_shelves(
     overall = viewed.groupBy("content_id").agg(*popularity).withColumn("region", F.lit(ALL_REGIONS))
     popular = per_region.unionByName(overall).where(F.col("viewers") >= k)
     order = Window.partitionBy("region").orderBy(F.desc("score"), "content_id")
-    reason = F.when(F.col("region") == ALL_REGIONS, REASONS["popular_all"]).otherwise(REASONS["popular_region"])
+    reason = F.when(F.col("region").isin(ALL_REGIONS, UNKNOWN_REGION), REASONS["popular_all"]).otherwise(
+        REASONS["popular_region"])
     return (
         popular.withColumn("rank", F.row_number().over(order))
         .where(F.col("rank") <= size)

@@ -144,9 +144,8 @@ def test_dags_folder_parses_without_errors_or_heavy_work(tmp_path):
 def test_one_task_per_stage_wired_like_the_pipeline(dag):
     from jobs.orchestration.pipeline import ORDER, UPSTREAM
 
-    # The DAG reads the graph from jobs.interfaces.airflow_tasks (no pyspark at parse time).
-    assert airflow_tasks.STAGE_UPSTREAM == UPSTREAM
-    assert tuple(airflow_tasks.STAGE_UPSTREAM) == ORDER
+    # The DAG is wired from the stage graph; the graph itself is checked against what a
+    # real run read and wrote (tests/integration/test_nightly_run.py).
     assert set(dag.task_ids) == {*ORDER, RECORD_TASK_ID}
     for stage in ORDER:
         assert dag.get_task(stage).upstream_task_ids == set(UPSTREAM[stage]), stage

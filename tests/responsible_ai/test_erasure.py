@@ -23,7 +23,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.core.errors import ErasureError
+from jobs.core.errors import ErasureError, KeyMismatch
 from jobs.datasets.synthetic import SyntheticSpec, generate_landing
 from jobs.lake import tables
 from jobs.lake.model_store import CARD_FILE, MODEL_FILE, USERS_FILE, drop_users_from_model, model_dirs
@@ -371,7 +371,7 @@ def test_an_erasure_with_another_key_than_the_runs_is_refused(spark, erased):
     versions = {t.name: t.version for t in tables.list_tables(erased.config.lakehouse)}
     other = erased.config.with_key(b"another-key-0123456789abcdefghijklmnop")
 
-    with pytest.raises(ErasureError, match="not the one run run-1 used"):
+    with pytest.raises(KeyMismatch, match="not the key of the lakehouse .* recorded by run-1"):
         erase_accounts(spark, other, [erased.account], REQUESTED_AT, "erase-other")
 
     assert {t.name: t.version for t in tables.list_tables(erased.config.lakehouse)} == versions
@@ -379,20 +379,18 @@ def test_an_erasure_with_another_key_than_the_runs_is_refused(spark, erased):
 
 @pytest.mark.spark
 @pytest.mark.integration
-def test_a_second_erasure_of_the_account_is_recorded_with_zero_rows(spark, erased):
+def test_a_second_erasure_of_the_account_finds_it_erased_and_purges_nothing(spark, erased):
     config = erased.config
+    versions = {t.name: t.version for t in tables.list_tables(config.lakehouse)}
 
     report = erase_accounts(spark, config, [erased.account], "2026-11-27T10:00:00Z",
                             "erase-2", run_date=D + timedelta(days=2))
 
-    assert report.rows == 0 and report.model_dirs_rewritten == 0
-    now = current_rows(config)
-    assert {k: v for k, v in now.items() if k != RUNS} == {k: v for k, v in erased.after.items() if k != RUNS}
-    repointings(erased.after[RUNS], now[RUNS])  # only re-pointing rows were added, if any
+    assert report.user_keys == [] and report.already_erased == 1 and report.rows == 0
+    assert {t.name: t.version for t in tables.list_tables(config.lakehouse)} == versions  # no purge
     records = [r for r in tables.read_arrow(config.table("gold", "erasure_log")).to_pylist()
                if r["run_id"] == "erase-2"]
-    assert [(r["user_key"], r["model_files_rewritten"]) for r in records] == [(erased.key, 0)]
-    assert set(json.loads(records[0]["rows_by_table_json"]).values()) == {0}
+    assert records == []
     assert files_naming(config, erased.key) == []
 
 

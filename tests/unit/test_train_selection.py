@@ -38,7 +38,7 @@ from jobs.stages.train import (
 D = date(2026, 11, 25)
 FAST = [  # a small search space, so that a test's search ends long before its budget
     ModelSpec(algorithm="ease", ease_regularization=5.0),
-    ModelSpec(algorithm="als", factors=4, iterations=5),
+    ModelSpec(algorithm="als", factors=4, iterations=5, alpha=2.0),
     ModelSpec(algorithm="ease", ease_regularization=50.0, weighting="tfidf"),
 ]
 
@@ -178,14 +178,14 @@ def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search)
     assert all({"model", "validation_ndcg@10", "fit_seconds"} <= set(t) for t in saved["selection"]["trials"])
     assert set(saved["seconds"]) == {"selection", "training", "candidates"}
     assert saved["code_version"] == config.code_version and saved["config_hash"] == config.config_hash
-    assert saved["fairness"]["status"] == "not available yet"
+    assert saved["fairness"]["status"] == "pending" and "run-9" in saved["fairness"]["detail"]
     assert saved["configured"]["selection_budget_seconds"] == 60.0
 
     markdown = (directory / CARD_MARKDOWN_FILE).read_text()
     for heading in ("# Model card", "## Data", "## Model", "## Validation", "## Hyperparameter search",
                     "## Time", "## Explanations", "## Fairness"):
         assert heading in markdown
-    assert "not available yet" in markdown and "2025-11-26" in markdown and config.config_hash in markdown
+    assert "**pending.**" in markdown and "2025-11-26" in markdown and config.config_hash in markdown
 
     loaded = load_saved_model(directory)
     assert ModelSpec(**loaded.spec_parameters) == trained.spec and list(loaded.content_ids) == list(data.content_ids)
