@@ -18,7 +18,7 @@ candidate with the best objective among those that keep every constraint satisfi
   titles without genres count for none. ``1`` turns it off.
 - ``min_underrepresented_share``: at least ``ceil(share * shelf length)`` titles from
   under-represented provider groups or original languages (``CatalogArrays.underrepresented``;
-  which groups are is decided outside, see ``jobs.stages.rerank.underrepresented_groups``). The
+  which groups are is decided outside, see ``jobs.shared.shelves.find_underrepresented``). The
   greedy reserves the remaining positions for them as soon as it must. When the candidates
   hold fewer such titles than needed, all of them are taken and the shelf is flagged.
 - ``max_titles_per_provider``: at most M titles of one provider (unknown providers do not

@@ -208,7 +208,7 @@ ERASURE_LOG_TABLE = "gold/erasure_log"
 
 def pseudonym(key: bytes, account_id: str) -> str:
     """HMAC-SHA256(key, account id) as lowercase hex: the ``user_key`` that
-    ``jobs.stages.privacy.pseudonymize_accounts`` computes in Spark."""
+    ``jobs.shared.privacy.pseudonymize_accounts`` computes in Spark."""
     return hmac.new(key, account_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
