@@ -148,7 +148,7 @@ def implicit_vs_mllib(spark, data, settings, repeats: int = 3, warmup: bool = Tr
     import pyarrow as pa
     from pyspark.ml.recommendation import ALS
 
-    from jobs.stages.train import fit_model, weighted_interactions
+    from jobs.recsys.training import fit_model, weighted_interactions
 
     settings = dataclasses.replace(settings, algorithm="als")
     weighted = weighted_interactions(data, settings)

@@ -67,8 +67,8 @@ def measure_ratios(spark, config, scratch: Path, repeats: int, warmup: bool = Tr
 
     from benchmarks import ratios
     from jobs.lake import tables
+    from jobs.recsys.training import InteractionMatrix, fit_model, weighted_interactions
     from jobs.shared.stage import read_silver
-    from jobs.stages.train import InteractionMatrix, fit_model, weighted_interactions
 
     day = RUN_DATE.isoformat()
     found: dict[str, Any] = {}

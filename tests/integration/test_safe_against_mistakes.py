@@ -29,7 +29,7 @@ import pytest
 
 from jobs.core.errors import ErasureError, KeyMismatch
 from jobs.lake import reader, run_marker, tables
-from jobs.lake.pseudonym_space import check_key, read_space
+from jobs.lake.pseudonym_space import check_key, read_rotation, read_space
 from jobs.lake.runs import rollback_table
 from jobs.orchestration import pipeline
 from jobs.orchestration.pipeline import RunFailed, RunInProgress, run_pipeline
@@ -173,6 +173,35 @@ def test_an_erased_viewer_stays_erased_across_a_key_rotation(copy_of_synthetic_r
     # every publication is readable after the rotation
     for day in sorted(set(tables.read_arrow(config.table("gold", "runs")).column("run_date").to_pylist())):
         assert reader.recommendations(config.lakehouse, day).num_rows > 0
+
+
+def test_an_interrupted_rotation_blocks_other_commands_and_resumes(copy_of_synthetic_run, spark, monkeypatch):
+    config, _, _ = copy_of_synthetic_run
+    real_purge, died = tables.purge_history, []
+
+    def purge_then_die(uri, *, commit):
+        purged = real_purge(uri, commit=commit)
+        if not died:  # the first table is re-keyed and purged, then the process dies
+            died.append(uri)
+            raise RuntimeError("injected: killed mid-rotation")
+        return purged
+
+    monkeypatch.setattr(tables, "purge_history", purge_then_die)
+    with pytest.raises(RuntimeError, match="injected"):
+        rotate_key(spark, config, NEW_KEY)
+    monkeypatch.undo()
+    state = read_rotation(config.lakehouse)
+    assert state is not None and state.tables_done == []  # the re-keyed table was not marked done
+    for key in (config, config.with_key(NEW_KEY)):  # both keys refused until it is finished
+        with pytest.raises(KeyMismatch, match="rotation .* is unfinished"):
+            check_key(key)
+
+    report = rotate_key(spark, config, NEW_KEY)
+    assert report.resumed and read_rotation(config.lakehouse) is None
+    check_key(config.with_key(NEW_KEY))
+    known = {pseudonym(NEW_KEY, a) for a in accounts(config)}
+    for info in tables.user_key_tables(config.lakehouse):
+        assert user_keys(config, info.name) <= known, info.name
 
 
 # --- 2. erasure that cannot be mistyped into damage ---------------------------------------------

@@ -1,4 +1,4 @@
-"""The audit's holdout from the train stage (jobs.stages.train.holdout_candidates, holdout_table):
+"""The audit's holdout from the train stage (jobs.recsys.training.holdout_candidates, jobs.stages.train.holdout_table):
 lists from a model that saw only the fit part, for exactly the validation users."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.recsys.models import ModelSpec
-from jobs.stages.train import InteractionMatrix, candidates_table, holdout_candidates, holdout_per_user, holdout_table
+from jobs.recsys.training import InteractionMatrix, holdout_candidates, holdout_per_user
+from jobs.stages.train import candidates_table, holdout_table
 
 D = date(2026, 11, 25)
 

@@ -19,7 +19,7 @@ from benchmarks import ratios, run
 from benchmarks.series import measure_process_tree
 from jobs.core.config import ModelSettings
 from jobs.datasets.synthetic import SyntheticSpec, generate_landing
-from jobs.stages.train import InteractionMatrix
+from jobs.recsys.training import InteractionMatrix
 
 D = date(2026, 11, 25)
 # The contract, spelled out here so that a renamed or dropped key fails this test.

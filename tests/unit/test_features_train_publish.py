@@ -11,9 +11,10 @@ import pytest
 from jobs.core.config import ModelSettings
 from jobs.recsys.explain import Explainer
 from jobs.recsys.models import ModelSpec
+from jobs.recsys.training import InteractionMatrix, fit_model, recommend_batched
 from jobs.stages.features import build_interactions, filter_consenting_users, filter_history_window
 from jobs.stages.publish import REASONS, build_default_shelves, filter_top_candidates, with_because, with_reason
-from jobs.stages.train import InteractionMatrix, candidates_table, fit_model, recommend_batched
+from jobs.stages.train import candidates_table
 
 D = date(2026, 11, 25)
 

@@ -13,7 +13,9 @@ from jobs.stages.ingest import (
     build_content,
     build_quarantine,
     build_silver_events,
+    catalog_values_nulled,
     dates_to_ingest,
+    with_checked_catalog_values,
     with_rejection_reason,
     with_typed_event_fields,
 )
@@ -23,8 +25,9 @@ D = date(2026, 11, 25)
 KEY = b"unit-test-key-unit-test-key-unit-test-key"
 
 
-def _event(event_id="e1", account="acc-1", content="c1", started="2026-11-25T20:00:00Z", seconds="600"):
-    return (event_id, account, content, started, seconds, "dev-9", "tv", "10.1.2.3", "DE")
+def _event(event_id="e1", account="acc-1", content="c1", started="2026-11-25T20:00:00Z", seconds="600",
+           device="tv", country="DE"):
+    return (event_id, account, content, started, seconds, "dev-9", device, "10.1.2.3", country)
 
 
 CASES = {
@@ -37,6 +40,10 @@ CASES = {
     "negative_seconds": _event("e6", seconds="-5"),
     "absurd_seconds": _event("e7", seconds="999999"),
     "unknown_content": _event("e8", content="c404"),
+    "bad_device_type": _event("e9", device="\U0001F4F1 phone"),
+    "bad_country": _event("e10", country="\U0001F1E9\U0001F1EA"),
+    "valid_mixed_case": _event("e11", device=" Mobile ", country="at"),
+    "valid_without_device_or_country": _event("e12", device=None, country=None),
 }
 
 
@@ -50,7 +57,7 @@ def checked(spark):
 
 def test_each_bad_record_gets_its_reason(checked):
     reasons = {r["event_id"]: r["reason"] for r in checked.where(~F.col("event_id").eqNullSafe("dup")).collect()}
-    expected = {CASES[name][0]: (None if name == "valid" else name) for name in CASES}
+    expected = {CASES[name][0]: (None if name.startswith("valid") else name) for name in CASES}
     assert reasons == expected
 
 
@@ -97,6 +104,59 @@ def test_content_is_typed_and_unique(spark):
     assert set(rows) == {"c1", "c2"}
     assert rows["c1"]["primary_genre"] == "Drama" and rows["c1"]["release_year"] == 1999
     assert rows["c2"]["primary_genre"] is None and rows["c2"]["release_year"] is None
+
+
+def test_device_types_and_countries_are_stored_normalized(checked):
+    [row] = checked.where(F.col("event_id") == "e11").collect()
+    assert (row["device_type"], row["country"]) == ("mobile", "AT")
+
+
+def test_catalog_values_outside_their_domain_become_null_and_titles_plain(spark):
+    catalog = spark.createDataFrame(
+        [
+            ("c1", "Line\nbreak\t\u200btitle", "Drama", "P", "independent", " EN ", "1999", "5400"),
+            ("c2", "Beta", "Drama", "Q", "major_studio", "xx", "1066", "-5"),
+            ("c3", "Gamma", "Drama", "Q", "major_studio", None, "2027", "0"),
+        ],
+        CATALOG,
+    )
+    rows = {r["content_id"]: r for r in build_content(catalog, D).collect()}
+    assert rows["c1"]["title"] == "Line break title"
+    assert (rows["c1"]["original_language"], rows["c1"]["release_year"], rows["c1"]["duration_seconds"]) == ("en", 1999, 5400)
+    assert (rows["c2"]["original_language"], rows["c2"]["release_year"], rows["c2"]["duration_seconds"]) == (None, None, None)
+    assert (rows["c3"]["release_year"], rows["c3"]["duration_seconds"]) == (2027, None)  # next year's release is fine
+    nulled = catalog_values_nulled(catalog, with_checked_catalog_values(catalog, D))
+    assert nulled == {"original_language": 1, "release_year": 1, "duration_seconds": 2}
+
+
+@pytest.mark.parametrize("name, content, column", [
+    ("part.jsonl", '{"event_id": "e", "user_id": "a", "content_id": "c", "started_at": "t", "seconds_watched": "1"}\n',
+     "account_id"),
+    ("part.csv", "event_id,account_id,content_id,started_at\ne,a,c,t\n", "seconds_watched"),
+])
+def test_a_landing_file_without_a_required_column_is_named_with_the_column(tmp_path, name, content, column):
+    from jobs.core.errors import StageError
+    from jobs.lake.landing import check_landing_contract
+
+    (tmp_path / name).write_text(content)
+    with pytest.raises(StageError, match=rf"{name} has no column {column} .*nothing was written"):
+        check_landing_contract([str(tmp_path)], "viewing_events")
+
+
+def test_a_parquet_landing_file_with_a_nested_column_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from jobs.core.errors import StageError
+    from jobs.lake.landing import check_landing_contract
+
+    table = pa.table({"content_id": ["c"], "title": [{"en": "T"}], "genres": ["Drama"]})
+    pq.write_table(table, tmp_path / "catalog.parquet")
+    with pytest.raises(StageError, match="column title is struct"):
+        check_landing_contract([str(tmp_path)], "catalog")
+    pq.write_table(pa.table({"content_id": ["c"], "title": ["T"], "genres": ["Drama"], "release_year": [1999]}),
+                   tmp_path / "catalog.parquet")
+    check_landing_contract([str(tmp_path)], "catalog")  # numbers are fine: read as text
 
 
 def test_landing_is_read_alike_from_json_lines_csv_and_parquet(spark, tmp_path):

@@ -22,18 +22,17 @@ from jobs.lake.model_store import (
     drop_users_from_model,
     load_saved_model,
 )
+from jobs.recsys import training
 from jobs.recsys.explain import saved_model_explainer
 from jobs.recsys.models import ModelSpec, model_arrays, weighting_state
-from jobs.stages import train
-from jobs.stages.train import (
+from jobs.recsys.training import (
     InteractionMatrix,
     holdout_per_user,
-    run_model_card,
-    save_model,
     select_hyperparameters,
     selection_candidates,
     train_model,
 )
+from jobs.stages.train import run_model_card, save_model
 
 D = date(2026, 11, 25)
 FAST = [  # a small search space, so that a test's search ends long before its budget
@@ -62,7 +61,7 @@ def settings(**changes) -> ModelSettings:
 
 @pytest.fixture
 def fast_search(monkeypatch):
-    monkeypatch.setattr(train, "search_space", lambda seed=42: [replace(s, seed=seed) for s in FAST])
+    monkeypatch.setattr(training, "search_space", lambda seed=42: [replace(s, seed=seed) for s in FAST])
 
 
 def test_holdout_splits_each_sampled_users_titles_and_nothing_else():
@@ -87,7 +86,7 @@ def test_holdout_splits_each_sampled_users_titles_and_nothing_else():
 def test_selection_sees_only_the_runs_interactions(monkeypatch, fast_search):
     data = run_interactions()
     seen = {}
-    real_select = train.select_model
+    real_select = training.select_model
 
     def spy(fit_part, validation, candidates, **kwargs):
         seen.update(fit=fit_part, validation=validation, candidates=candidates)
@@ -96,7 +95,7 @@ def test_selection_sees_only_the_runs_interactions(monkeypatch, fast_search):
     def no_other_data(*args, **kwargs):
         raise AssertionError("model selection must not read any other data set")
 
-    monkeypatch.setattr(train, "select_model", spy)
+    monkeypatch.setattr(training, "select_model", spy)
     monkeypatch.setattr(evaluate, "load_movielens", no_other_data)
     monkeypatch.setattr(splits, "load_movielens", no_other_data)
     spec, record = select_hyperparameters(data, settings(selection_budget_seconds=600))
@@ -125,7 +124,7 @@ def test_the_configured_model_comes_first_and_ease_only_where_it_fits():
     candidates = selection_candidates(configured, n_items=100)
     assert candidates[0] == ModelSpec.from_settings(configured)
     assert len(set(candidates)) == len(candidates)  # the configured point is not tried twice
-    large = selection_candidates(configured, n_items=train.EASE_MAX_ITEMS + 1)
+    large = selection_candidates(configured, n_items=training.EASE_MAX_ITEMS + 1)
     assert large and {s.algorithm for s in large} <= {"als", "bpr"}
 
 
@@ -179,7 +178,7 @@ def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search)
     assert set(saved["seconds"]) == {"selection", "training", "candidates"}
     assert saved["code_version"] == config.code_version and saved["config_hash"] == config.config_hash
     assert saved["fairness"]["status"] == "pending" and "run-9" in saved["fairness"]["detail"]
-    assert saved["configured"]["selection_budget_seconds"] == 60.0
+    assert saved["configured"]["selection_budget_seconds"] == config.model.selection_budget_seconds
 
     markdown = (directory / CARD_MARKDOWN_FILE).read_text()
     for heading in ("# Model card", "## Data", "## Model", "## Validation", "## Hyperparameter search",
