@@ -25,7 +25,6 @@ app = typer.Typer(
     help="fairshelf: nightly recommendations that are fair, transparent, inclusive and private.",
 )
 console = Console()
-KEY_FILE = ".fairshelf_pseudonym_key"
 
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML configuration file.")
 
@@ -79,7 +78,9 @@ def _demo_key(config: Config) -> Config:
     """The demo's own pseudonymization key: created once under the lakehouse, mode 0600."""
     if config.pseudonym_key:
         return config
-    path = Path(config.lakehouse) / KEY_FILE
+    from jobs.lake.pseudonym_space import DEMO_KEY_FILE
+
+    path = Path(config.lakehouse) / DEMO_KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)

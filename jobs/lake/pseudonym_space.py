@@ -18,16 +18,18 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from jobs.core.config import Config
+from jobs.core.config import Config, ConfigError
 from jobs.core.dates import utc_now
 from jobs.core.errors import KeyMismatch
 from jobs.lake.delta import normalize_uri, read_arrow, table_exists
 
 SPACE_FILE = "_fairshelf/pseudonym_space.json"
 ROTATION_FILE = "_fairshelf/rotation.json"  # present while a key rotation is unfinished
+DEMO_KEY_FILE = ".fairshelf_pseudonym_key"  # `fairshelf demo` keeps its own key here (0600)
 
 
 @dataclass(frozen=True)
@@ -110,13 +112,29 @@ def write_space(lakehouse: str, space: PseudonymSpace) -> None:
     _write_json(lakehouse, SPACE_FILE, asdict(space))
 
 
+def key_hint(lakehouse: str) -> str:
+    """What to add to a "no key" message for this lakehouse: its demo key file, or that it
+    already has a key (a newly generated one would be refused)."""
+    demo = Path(normalize_uri(lakehouse)) / DEMO_KEY_FILE if "://" not in lakehouse else None
+    if demo is not None and demo.is_file():
+        return f". This lakehouse was made by `fairshelf demo`: its key is in {demo} (export FAIRSHELF_PSEUDONYM_KEY_FILE={demo})"
+    space = read_space(lakehouse)
+    if space is not None:
+        return (f". This lakehouse already has a key (fingerprint {space.fingerprint}): set that key; a newly "
+                "generated one would be refused (see `fairshelf rotate-key` to change keys)")
+    return ""
+
+
 def check_key(config: Config, *, claim_by: str | None = None) -> PseudonymSpace:
     """The lakehouse's space, after checking that the configured key is its key.
 
     ``claim_by`` (a run id): a lakehouse without a space gets the configured key's, and a
     lakehouse whose space came from gold/runs gets the record written. Raises KeyMismatch
     when the key differs, before anything is read or written with it."""
-    fingerprint = config.key_fingerprint  # also: a missing or short key is a ConfigError
+    try:
+        fingerprint = config.key_fingerprint  # a missing or short key is a ConfigError
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{key_hint(config.lakehouse)}") from None
     rotation = read_rotation(config.lakehouse)
     if rotation is not None:
         raise KeyMismatch(

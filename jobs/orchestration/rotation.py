@@ -193,6 +193,7 @@ def rotate_key(spark: SparkSession, config: Config, new_key: bytes,
                                 message=f"key rotated from {state.from_fingerprint} to {state.to_fingerprint}",
                                 now=utc_now().isoformat())
     if rows:
+        rows = [{**row, "key_fingerprint": state.to_fingerprint} for row in rows]
         append_runs_rows(spark, new_config, rows, stage=STAGE)
     report.publications_repointed = len(rows)
     write_space(config.lakehouse, PseudonymSpace(state.to_fingerprint, utc_now().isoformat(), state.run_id))

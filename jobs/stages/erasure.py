@@ -333,8 +333,11 @@ def plan_erasure(spark: SparkSession, config: Config, account_ids: Sequence[str]
         held.update(in_model)
         plan.model_dirs += bool(in_model)
     logged = {user_key for user_key, _ in logged_requests(config)}
-    in_landing = {r["account_id"] for r in landing_account_ids(spark, config)
-                  .where(F.col("account_id").isin(list(keys))).collect()}
+    unseen = [a for a, user_key in keys.items() if user_key not in held and user_key not in logged]
+    in_landing = set()
+    if unseen:  # a scan of the whole landing zone, only for accounts found nowhere else
+        in_landing = {r["account_id"] for r in landing_account_ids(spark, config)
+                      .where(F.col("account_id").isin(unseen)).collect()}
     for account, user_key in keys.items():
         if user_key in held:
             plan.to_erase.append(account)

@@ -3,6 +3,7 @@ space, the run marker's heartbeat, and the re-pointing of every publication."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -79,3 +80,18 @@ def test_every_run_dates_publication_is_repointed_once(config):
     assert all(r["kind"] == "erasure" and r["finished_at"] == now for r in moved)
     assert repoint_publications(config.lakehouse, {"gold/audit": 2}, kind="erasure", run_id="e2", message="m",
                                 now=now) == []  # nothing moved: nothing to re-point
+
+
+def test_without_a_key_the_message_points_at_the_lakehouses_key(config, tmp_path):
+    from jobs.core.config import ConfigError
+    from jobs.lake.pseudonym_space import DEMO_KEY_FILE
+
+    keyless = config.with_key(b"")
+    check_key(config, claim_by="run-1")
+    with pytest.raises(ConfigError, match=f"no pseudonymization key.*already has a key \\(fingerprint {config.key_fingerprint}\\)"):
+        check_key(keyless)
+    demo = tmp_path / "demo-lake"
+    demo.mkdir()
+    (demo / DEMO_KEY_FILE).write_text("k" * 64)
+    with pytest.raises(ConfigError, match=f"made by `fairshelf demo`: its key is in {demo / DEMO_KEY_FILE}"):
+        check_key(dataclasses.replace(keyless, lakehouse=str(demo)))
