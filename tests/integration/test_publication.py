@@ -1,12 +1,14 @@
 """Atomic publication, reruns, rollback, lineage and erasure on one small synthetic
-lakehouse, in the order an operator would meet them (the tests share the module's
-lakehouse and run in file order):
+lakehouse, in the order an operator would meet them. The module builds it once: a run of
+D (kept as it was, ``first_only``), then a rerun of D. Tests that only read use those;
+tests that write (a failed run, a rollback, an erasure) get a private copy, so no test
+depends on another one or on their order:
 
 1. a run of D publishes: the gold/runs row pins every published table's version;
 2. its lineage rows match the Delta history of every table it read and wrote, and its
    OpenLineage events are in the file transport's folder;
 3. a rerun of D gives the same table contents (new versions, no duplicates);
-4. a run that writes its shelves and then fails leaves the previous shelves live;
+4. a run that writes its shelves and then fails leaves the previous shelves live, and is undone;
 5. a rollback restores the previous version of gold/recommendations and readers follow;
 6. an erasure re-points the publication and readers keep working.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -38,6 +41,7 @@ DAY = date(2026, 11, 25)
 NOT_CONTENT = {"run_id", "model_version"}
 
 
+RERUN_COMPARED = ["silver/events", "silver/interactions", "gold/recommendations", "gold/default_recommendations"]
 CODE_VERSION = "publication-test"  # fixed, so a commit landing mid-test changes nothing
 FAST = "[model]\nselection_budget_seconds = 0.0\n"
 
@@ -48,13 +52,33 @@ def _fast(config):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory, config_factory):
-    """The shared lakehouse and the runs done so far (``state["runs"]``)."""
-    config = _fast(config_factory(tmp_path_factory.mktemp("publication") / "lake", code_version=CODE_VERSION))
+def built(spark, tmp_path_factory, config_factory):
+    """A run of D, copied aside as it was (``first_only``), then a rerun of D."""
+    root = tmp_path_factory.mktemp("publication")
+    config = _fast(config_factory(root / "lake", code_version=CODE_VERSION))
     spec = SyntheticSpec(users=150, items=60, events_per_day=900, days=2, end_date=DAY, seed=11)
     landing = generate_landing(config.lakehouse, spec)
     first = run_pipeline(spark, config, DAY)
-    return {"config": config, "landing": landing, "first": first}
+    first_only = dataclasses.replace(config, lakehouse=str(root / "first_only"))
+    shutil.copytree(config.lakehouse, first_only.lakehouse)
+    versions = {t: tables.table_version(config.table(*t.split("/"))) for t in RERUN_COMPARED}
+    second = run_pipeline(spark, config, DAY)
+    return {"config": config, "first_only": first_only, "landing": landing, "first": first,
+            "second": second, "first_versions": versions}
+
+
+@pytest.fixture
+def first_run(built):
+    """The lakehouse after the first run of D (read only): (config, outcome)."""
+    return built["first_only"], built["first"]
+
+
+@pytest.fixture
+def lake(built, tmp_path):
+    """A private copy of the lakehouse after both runs, for a test that writes."""
+    config = dataclasses.replace(built["config"], lakehouse=str(tmp_path / "lake"))
+    shutil.copytree(built["config"].lakehouse, config.lakehouse)
+    return {**built, "config": config}
 
 
 def _content(table: pa.Table) -> list[tuple]:
@@ -72,8 +96,8 @@ def _partition(config, name: str, version: int | None = None) -> pa.Table:
                              filters=[("run_date", "=", DAY.isoformat())])
 
 
-def test_a_run_publishes_in_one_step(lake):
-    config, first = lake["config"], lake["first"]
+def test_a_run_publishes_in_one_step(first_run):
+    config, first = first_run
     live = reader.latest_publication(config.lakehouse)
     assert live["run_id"] == first.run_id and live["kind"] == "run"
     written = json.loads(live["versions_json"])
@@ -91,8 +115,8 @@ def test_a_run_publishes_in_one_step(lake):
     assert [r["rank"] for r in shelf] == list(range(1, config.shelf.size + 1))
 
 
-def test_lineage_matches_the_delta_history(lake):
-    config, first = lake["config"], lake["first"]
+def test_lineage_matches_the_delta_history(first_run):
+    config, first = first_run
     rows = reader.published_table(config.lakehouse, reader.latest_publication(config.lakehouse),
                                   "gold/lineage").to_pylist()
     assert [r["stage"] for r in rows] == list(pipeline.ORDER)
@@ -122,8 +146,8 @@ def test_lineage_matches_the_delta_history(lake):
     assert shelves["rows"] == _partition(config, "gold/recommendations", shelves["version"]).num_rows > 0
 
 
-def test_openlineage_events_in_the_file_transport(lake):
-    config = lake["config"]
+def test_openlineage_events_in_the_file_transport(first_run):
+    config, _ = first_run
     folder = Path(config.lakehouse) / "lineage" / "openlineage"
     events = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     mine = [e for e in events if e["run"]["facets"]["parent"]["run"]["runId"] == events[0]["run"]["facets"]["parent"]["run"]["runId"]]
@@ -142,20 +166,15 @@ def test_openlineage_events_in_the_file_transport(lake):
         assert read == json.loads(lineage[stage]["inputs_json"]), stage
 
 
-def test_rerunning_a_date_gives_the_same_tables(lake, spark):
-    config = lake["config"]
-    before = reader.latest_publication(config.lakehouse)["published"]
-    compared = ["silver/events", "silver/interactions", "gold/recommendations", "gold/default_recommendations"]
-    old = {t: _partition(config, t) for t in compared}
-    old_versions = {t: tables.table_version(config.table(*t.split("/"))) for t in compared}
-    second = run_pipeline(spark, config, DAY)
-    lake["second"] = second
+def test_rerunning_a_date_gives_the_same_tables(built):
+    config, second, old_versions = built["config"], built["second"], built["first_versions"]
+    before = reader.latest_publication(built["first_only"].lakehouse)["published"]
     live = reader.latest_publication(config.lakehouse)
     assert live["run_id"] == second.run_id
-    for table in compared:
-        new = _partition(config, table)
-        assert new.num_rows == old[table].num_rows, table  # replaced, not appended
-        assert _content(new) == _content(old[table]), table
+    for table in RERUN_COMPARED:
+        old, new = _partition(config, table, old_versions[table]), _partition(config, table)
+        assert new.num_rows == old.num_rows, table  # replaced, not appended
+        assert _content(new) == _content(old), table
         assert tables.table_version(config.table(*table.split("/"))) > old_versions[table]
     assert live["published"]["gold/recommendations"]["version"] > before["gold/recommendations"]["version"]
 
@@ -173,7 +192,7 @@ def _cli(config, *args):
 
 
 def test_a_backfill_resumes_by_skipping_dates_done_and_runs_lists_them(lake):
-    config = lake["config"]
+    config = lake["config"]  # a copy: the backfill would write if it did not skip
     done = _cli(config, "backfill", "--start", DAY.isoformat(), "--end", DAY.isoformat())
     assert done.exit_code == 0, done.output
     assert f"{DAY}: skipped, already succeeded" in done.output and "1 skipped" in done.output
@@ -196,10 +215,13 @@ def test_a_failure_before_publication_leaves_the_previous_shelves(lake, spark, m
 
     monkeypatch.setitem(pipeline.STAGES, "publish", publish_then_crash)
     smaller = dataclasses.replace(config, shelf=dataclasses.replace(config.shelf, size=10))
-    with pytest.raises(RunFailed):
+    with pytest.raises(RunFailed) as failure:
         run_pipeline(spark, smaller, DAY)
-    # ... and are in the table, but readers still get the previous run's
-    assert _partition(config, "gold/recommendations").num_rows < reader.recommendations(config.lakehouse).num_rows
+    # ... were committed, then undone with the failed run: the table holds the live shelves again
+    history = tables.table_history(config.table("gold", "recommendations"))
+    assert history[0]["operation"] == "RESTORE"
+    assert any(h.get("run_id") == failure.value.outcome.run_id and h.get("stage") == "publish" for h in history)
+    assert _content(_partition(config, "gold/recommendations")) == _content(reader.recommendations(config.lakehouse))
     assert reader.latest_publication(config.lakehouse)["run_id"] == live_before["run_id"] == second.run_id
     assert reader.shelf_for(config.lakehouse, user) == shelf_before
     failed = [r for r in tables.read_arrow(config.table("gold", "runs")).to_pylist() if r["status"] == "failed"]
