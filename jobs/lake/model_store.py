@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from jobs.core.errors import StageError
+from jobs.core.errors import ErasureError, StageError
 
 
 class ModelStoreError(StageError):
@@ -106,7 +106,7 @@ def drop_users_from_model(directory: Path, keys: Sequence[str]) -> list[str]:
         arrays["user_factors"] = factors[kept.column("row").to_numpy()]
         replace_file(directory / MODEL_FILE, lambda out: np.savez(out, **arrays))
     elif factors is not None and factors.shape[0] != kept.num_rows:
-        raise ModelStoreError(
+        raise ErasureError(
             f"{directory}: {factors.shape[0]} user factor rows for {index.num_rows} users in "
             f"{USERS_FILE}; the model is inconsistent: delete the directory or retrain")
     row_type = index.schema.field("row").type
