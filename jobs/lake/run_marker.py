@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterator
 
@@ -46,7 +46,6 @@ class RunMarker:
     heartbeat_at: str
     last_stage: str | None = None
     versions_before: dict[str, int] | None = None  # None until the erasure stage is done
-    tables_before: list[str] = field(default_factory=list)
 
     def is_stale(self, now: datetime) -> bool:
         return now - datetime.fromisoformat(self.heartbeat_at) > STALE_AFTER
@@ -116,8 +115,7 @@ def snapshot(config: Config, run_id: str) -> None:
     """Record every table's version now: what a failure of the run restores."""
     marker = read_marker(config, run_id)
     if marker is not None and marker.versions_before is None:
-        versions = table_versions(config)
-        marker.versions_before, marker.tables_before = versions, sorted(versions)
+        marker.versions_before = table_versions(config)
         write_marker(config, marker)
 
 
@@ -158,7 +156,7 @@ def undo_run(config: Config, marker: RunMarker, commit: CommitInfo) -> dict[str,
             if info.name in KEPT_TABLES:
                 continue
             before = marker.versions_before.get(info.name)
-            if before is None and info.name not in marker.tables_before:
+            if before is None:  # the run created it
                 fs.delete_dir(f"{root}/{info.name}")
                 undone["removed_tables"].append(info.name)
             elif before is not None and table_version(info.uri) != before:
