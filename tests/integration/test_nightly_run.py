@@ -184,6 +184,11 @@ def test_cli_demo_runs_end_to_end(tmp_path):
     """`fairshelf demo` as a user runs it: its own key (0600), tables and report printed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHELF_")}
     env["FAIRSHELF_LAKEHOUSE"] = str(tmp_path / "lake")
+    # The model search is budgeted in seconds, so on a loaded machine it tries fewer models
+    # and may choose another (issue 14); the configured model makes the run reproducible.
+    settings = tmp_path / "fairshelf.toml"
+    settings.write_text("[model]\nselection_budget_seconds = 0.0\n")
+    env["FAIRSHELF_CONFIG"] = str(settings)
     cmd = [
         sys.executable, "-m", "jobs.interfaces.cli", "demo", "--date", "2026-11-25",
         "--users", "300", "--items", "120", "--events-per-day", "1500", "--days", "2",
