@@ -171,7 +171,6 @@ def rotate_key(spark: SparkSession, config: Config, new_key: bytes,
     write_rotation(config.lakehouse, state)  # from here on, every other command waits for the rotation
     commit = tables.CommitInfo(state.run_id, utc_now().date().isoformat(), STAGE, config.code_version,
                                config.config_hash)
-    versions: dict[str, int] = {}
     for info in todo:
         progress(f"re-keying {info.name}")
         frame = frames[info.name].drop("_unknown")
@@ -179,7 +178,7 @@ def rotate_key(spark: SparkSession, config: Config, new_key: bytes,
         tables.write_table(frame, info.uri, commit=commit, mode="overwrite",
                            allowed_columns=frame.columns, stats_exclude=USER_KEY_COLUMNS,
                            engine=config.spark.table_engine)
-        versions[info.name] = tables.purge_history(info.uri, commit=commit).version
+        tables.purge_history(info.uri, commit=commit)
         state.tables_done.append(info.name)
         write_rotation(config.lakehouse, state)
     for directory in models:
@@ -189,6 +188,9 @@ def rotate_key(spark: SparkSession, config: Config, new_key: bytes,
     state.models_done = True
     write_rotation(config.lakehouse, state)
 
+    # Every user-key table now has one version, the re-keyed one (an interrupted attempt's
+    # tables included): publications pinned to older ones are re-pointed to it.
+    versions = {info.name: info.version for info in tables.user_key_tables(config.lakehouse)}
     rows = repoint_publications(config.lakehouse, versions, kind="rotation", run_id=state.run_id,
                                 message=f"key rotated from {state.from_fingerprint} to {state.to_fingerprint}",
                                 now=utc_now().isoformat())
