@@ -180,6 +180,9 @@ class AuditSettings:
     min_group_users: PositiveInt = 30  # groups with fewer holdout users are reported, not compared
     head_share: OpenUnitInterval = 0.8  # the head: most-watched titles making up this share of consumption
     min_group_ndcg_ratio: UnitInterval = 0.6  # lowest / highest group nDCG@k, per dimension
+    # the ratio gate blocks when even the ratio's upper confidence bound at this level is
+    # below min_group_ndcg_ratio; a point estimate below it alone is a warning
+    ratio_confidence: Annotated[float, Field(ge=0.5, lt=1.0)] = 0.95
     max_exposure_gini: UnitInterval = 0.9  # Gini of title exposure over the catalog
     min_long_tail_share: UnitInterval = 0.05  # share of shelf slots given to titles outside the head
     max_ndcg_drop: UnitInterval = 0.10  # relative nDCG@k drop, re-ranked vs unconstrained

@@ -15,11 +15,17 @@ shows there) (``jobs.recsys.metrics.ranking_metrics_per_user``) are disaggregate
 Users whose value was suppressed for k-anonymity (null) form the group ``*``; it and groups
 with fewer than ``audit.min_group_users`` users are reported but left out of the
 between-group ``difference`` and ``ratio`` (largest minus smallest, smallest over largest).
+Each ratio has an upper confidence bound (``<metric>_ratio_upper``, ``ratio_upper_bound``):
+a group mean over a few dozen users is noisy, and the smallest of several noisy means over
+the largest is biased low, so a point estimate alone would fail runs at random; with
+many users per group the bound closes in on the ratio.
 
 Item side (who gets exposure?): ``jobs.recsys.exposure``, on the run's shelves (``silver/shelves``)
 and the top ``shelf.size`` of ``silver/candidates``.
 
-Gates (``[audit]``): ``min_group_ndcg_ratio`` (every dimension), ``max_exposure_gini``,
+Gates (``[audit]``): ``min_group_ndcg_ratio`` (every dimension; blocking on the upper
+confidence bound at ``audit.ratio_confidence``, a point estimate below it alone is
+recorded as missed but does not block), ``max_exposure_gini``,
 ``min_long_tail_share`` and ``max_ndcg_drop`` (re-ranked nDCG@k relative to unconstrained)
 are checked on both kinds of shelves and recorded (threshold, passed); those named in
 ``audit.blocking`` block on the re-ranked shelves: the rows are written first, then
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,11 +102,25 @@ def _mean_of(y_true, y_pred, per_user) -> float:
     return float(np.mean(per_user))
 
 
-def group_quality(quality: pd.DataFrame, labels: pd.Series, metrics: list[str], min_users: int) -> dict[str, Any]:
+def ratio_upper_bound(means: np.ndarray, standard_errors: np.ndarray, confidence: float) -> float:
+    """Upper confidence bound at ``confidence`` of the true min(means) / max(means), at
+    least the observed ratio: every group's mean lies within ``z`` standard errors of its
+    estimate at once (normal approximation, fair from some 30 users a group;
+    Bonferroni over the 2 x groups one-sided bounds), so the true ratio is at most the
+    smallest upper end over the largest lower end. 1 where no lower end is above 0."""
+    means, standard_errors = np.asarray(means, float), np.asarray(standard_errors, float)
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / (2 * len(means)))
+    upper, lower = (means + z * standard_errors).min(), (means - z * standard_errors).max()
+    return float(min(1.0, upper / lower)) if lower > 0 else 1.0
+
+
+def group_quality(quality: pd.DataFrame, labels: pd.Series, metrics: list[str], min_users: int,
+                  confidence: float = 0.95) -> dict[str, Any]:
     """Disaggregate per-user ``metrics`` (columns of ``quality``) by ``labels`` with
     fairlearn's MetricFrame: ``by_group`` (every group, its mean and ``users``) and, over
-    the compared groups only (not ``*``, at least ``min_users`` users), ``difference`` and
-    ``ratio`` per metric (None with fewer than two compared groups) and ``compared``."""
+    the compared groups only (not ``*``, at least ``min_users`` users), ``difference``,
+    ``ratio`` and ``ratio_upper`` (``ratio_upper_bound`` at ``confidence``) per metric
+    (None with fewer than two compared groups) and ``compared``."""
     labels = pd.Series(labels.to_numpy(), name=labels.name or "group")
     dummy = np.zeros(len(quality))
 
@@ -121,21 +142,28 @@ def group_quality(quality: pd.DataFrame, labels: pd.Series, metrics: list[str], 
         "compared": compared,
         "difference": {m: None for m in metrics},
         "ratio": {m: None for m in metrics},
+        "ratio_upper": {m: None for m in metrics},
     }
     if len(compared) >= 2:
         between = frame(labels.isin(compared).to_numpy())
         out["difference"] = {m: float(v) for m, v in between.difference(method="between_groups").items()}
         out["ratio"] = {m: float(v) for m, v in between.ratio(method="between_groups").items()}
+        grouped = quality[metrics].groupby(labels.to_numpy()).agg(["mean", "sem"]).loc[compared]
+        out["ratio_upper"] = {
+            m: ratio_upper_bound(grouped[(m, "mean")], grouped[(m, "sem")].fillna(0.0), confidence) for m in metrics
+        }
     return out
 
 
 def user_side_rows(
-    quality: dict[str, pd.DataFrame], users: pd.DataFrame, cutoffs: Sequence[int], min_users: int
+    quality: dict[str, pd.DataFrame], users: pd.DataFrame, cutoffs: Sequence[int], min_users: int,
+    confidence: float = 0.95,
 ) -> list[dict]:
     """The user-side audit rows: for each kind of shelf (``quality``: kind -> per-user
     quality), overall nDCG@k and recall@k for each k of ``cutoffs``, ``holdout_users``,
     and per dimension of ``USER_DIMENSIONS`` each group's means and ``users``, and the
-    between-group ``<metric>_difference`` and ``<metric>_ratio`` (group None) and
+    between-group ``<metric>_difference``, ``<metric>_ratio`` and ``<metric>_ratio_upper``
+    (its upper confidence bound at ``confidence``) (group None) and
     ``groups_compared``; then ``ndcg@k_relative_drop`` of the re-ranked shelves."""
     metrics = [f"{m}@{k}" for k in cutoffs for m in ("ndcg", "recall")]
     rows: list[dict] = []
@@ -150,7 +178,8 @@ def user_side_rows(
         for m in metrics:
             row(m, joined[m].mean() if len(joined) else None, shelves=kind)
         for dimension in USER_DIMENSIONS:
-            groups = group_quality(joined, group_labels(joined[dimension]).rename(dimension), metrics, min_users)
+            groups = group_quality(joined, group_labels(joined[dimension]).rename(dimension), metrics, min_users,
+                                   confidence)
             for group, values in groups["by_group"].items():
                 row("users", values["users"], dimension, group, kind)
                 for m in metrics:
@@ -158,6 +187,7 @@ def user_side_rows(
             for m in metrics:
                 row(f"{m}_difference", groups["difference"][m], dimension, None, kind)
                 row(f"{m}_ratio", groups["ratio"][m], dimension, None, kind)
+                row(f"{m}_ratio_upper", groups["ratio_upper"][m], dimension, None, kind)
             row("groups_compared", len(groups["compared"]), dimension, None, kind)
     if set(SHELF_KINDS) <= set(quality):
         for k in cutoffs:
@@ -169,17 +199,21 @@ def user_side_rows(
 # --- thresholds -----------------------------------------------------------------------------
 
 
-def threshold_of(row: dict, settings: AuditSettings) -> tuple[str, float, str] | None:
-    """(threshold name, value, "min"|"max") a row is held to, or None."""
+def threshold_of(row: dict, settings: AuditSettings) -> tuple[str, float, str, bool] | None:
+    """(threshold name, value, "min"|"max", whether missing it can block) a row is held
+    to, or None. The group ratio blocks on its upper confidence bound only: its point
+    estimate is held to the same threshold as a warning."""
     metric = row["metric"]
     if row["side"] == "user" and metric == f"ndcg@{settings.k}_ratio":
-        return "min_group_ndcg_ratio", settings.min_group_ndcg_ratio, "min"
+        return "min_group_ndcg_ratio", settings.min_group_ndcg_ratio, "min", False
+    if row["side"] == "user" and metric == f"ndcg@{settings.k}_ratio_upper":
+        return "min_group_ndcg_ratio", settings.min_group_ndcg_ratio, "min", True
     if row["side"] == "user" and metric == f"ndcg@{settings.k}_relative_drop":
-        return "max_ndcg_drop", settings.max_ndcg_drop, "max"
+        return "max_ndcg_drop", settings.max_ndcg_drop, "max", True
     if row["side"] == "item" and row["group_dimension"] is None and metric == "exposure_gini":
-        return "max_exposure_gini", settings.max_exposure_gini, "max"
+        return "max_exposure_gini", settings.max_exposure_gini, "max", True
     if row["side"] == "item" and row["group_dimension"] is None and metric == "long_tail_share":
-        return "min_long_tail_share", settings.min_long_tail_share, "min"
+        return "min_long_tail_share", settings.min_long_tail_share, "min", True
     return None
 
 
@@ -193,14 +227,16 @@ def judge(rows: list[dict], settings: AuditSettings) -> tuple[list[dict], list[s
         threshold = passed = None
         blocking = False
         if held:
-            name, threshold, kind = held
+            name, threshold, kind, can_block = held
             value = row["value"]
             passed = None if value is None else bool(value >= threshold if kind == "min" else value <= threshold)
-            blocking = name in settings.blocking and row["shelves"] == "reranked"
+            blocking = can_block and name in settings.blocking and row["shelves"] == "reranked"
             if blocking and passed is False:
                 where = f" by {row['group_dimension']}" if row["group_dimension"] else ""
+                bound = (f" (its upper bound at {settings.ratio_confidence:.0%} confidence: the group gap is "
+                         "not sampling noise)" if row["metric"].endswith("_ratio_upper") else "")
                 failures.append(
-                    f"{row['side']} side {row['metric']}{where} of the re-ranked shelves is {value:.4g}, "
+                    f"{row['side']} side {row['metric']}{where} of the re-ranked shelves is {value:.4g}{bound}, "
                     f"audit.{name} allows {'at least' if kind == 'min' else 'at most'} {threshold:g}"
                 )
         judged.append({**row, "threshold": threshold, "passed": passed, "blocking": blocking})
@@ -245,7 +281,7 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     quality = {kind: per_user_quality(_shelf_rows(s, size), holdout_pairs, cutoffs)
                for kind, s in holdout_shelves.items()}
     user_groups = users.select("user_key", *USER_DIMENSIONS).toPandas()
-    rows = user_side_rows(quality, user_groups, cutoffs, settings.min_group_users)
+    rows = user_side_rows(quality, user_groups, cutoffs, settings.min_group_users, settings.ratio_confidence)
 
     profile = title_profile(
         content, interactions, {"unconstrained": filter_top_k(candidates, size), "reranked": shelves}

@@ -13,7 +13,9 @@ import pytest
 
 from jobs.core.config import AuditSettings
 from jobs.recsys.exposure import group_shares, head_titles, item_side_rows, long_tail_share, shelf_exposure_metrics
-from jobs.stages.audit import group_labels, group_quality, judge, per_user_quality, user_side_rows
+from jobs.stages.audit import (
+    group_labels, group_quality, judge, per_user_quality, ratio_upper_bound, user_side_rows,
+)
 
 
 def shelf(rows):
@@ -92,6 +94,57 @@ def test_user_side_rows_cover_every_dimension_group_and_kind():
         assert ("ndcg@1_ratio", "gender", None, kind) in keys
     drop = next(r for r in rows if r["metric"] == "ndcg@1_relative_drop")
     assert drop["value"] == pytest.approx(0.5)  # mean 0.5 -> 0.25
+
+
+def test_ratio_upper_bound_by_hand_and_tightening_with_more_users():
+    means = np.array([0.1, 0.2])  # point estimate 0.5
+    z = 2.2414  # Φ⁻¹(1 - 0.05 / 4): four one-sided bounds at 95% together
+    assert ratio_upper_bound(means, np.array([0.01, 0.02]), 0.95) == pytest.approx(
+        (0.1 + z * 0.01) / (0.2 - z * 0.02), rel=1e-4)
+    wide = ratio_upper_bound(means, np.array([0.02, 0.02]), 0.95)
+    narrow = ratio_upper_bound(means, np.array([0.002, 0.002]), 0.95)  # 100x the users
+    assert 0.5 < narrow < 0.55 < wide < 1.0
+    assert ratio_upper_bound(means, np.zeros(2), 0.95) == pytest.approx(0.5)  # no noise: the ratio itself
+    assert ratio_upper_bound(means, np.array([0.2, 0.2]), 0.95) == 1.0  # too noisy to tell
+    assert ratio_upper_bound(np.zeros(2), np.zeros(2), 0.95) == 1.0  # nobody served: no gap shown
+
+
+def per_user_ndcg(rng, users: int, scale: float = 1.0) -> np.ndarray:
+    """Per-user nDCG as a sparse holdout gives it: most users 0, the rest spread over (0, 1]."""
+    return np.where(rng.random(users) < 0.6, 0.0, rng.random(users)) * scale
+
+
+def test_sampling_noise_alone_does_not_block_but_a_real_gap_does():
+    """Four groups of 40 users from ONE distribution: the smallest mean over the largest is
+    often below 0.6 by chance (the run failed at random on its point estimate), its upper
+    confidence bound almost never is. A real gap (one group served at 40%) is blocked."""
+    rng = np.random.default_rng(3)
+    labels = pd.Series(np.repeat(["a", "b", "c", "d"], 40))
+    point, upper = [], []
+    for _ in range(100):
+        out = group_quality(pd.DataFrame({"ndcg@10": per_user_ndcg(rng, 160)}), labels, ["ndcg@10"], 30)
+        point.append(out["ratio"]["ndcg@10"])
+        upper.append(out["ratio_upper"]["ndcg@10"])
+    assert np.mean(np.array(point) < 0.6) > 0.15
+    assert np.mean(np.array(upper) < 0.6) == 0.0
+    gap = np.concatenate([per_user_ndcg(rng, 1000, scale) for scale in (1.0, 1.0, 0.4)])
+    out = group_quality(pd.DataFrame({"ndcg@10": gap}), pd.Series(np.repeat(["a", "b", "c"], 1000)), ["ndcg@10"], 30)
+    assert out["ratio"]["ndcg@10"] < out["ratio_upper"]["ndcg@10"] < 0.6
+
+
+def test_the_ratio_gate_blocks_on_its_upper_bound_and_warns_on_its_point_estimate():
+    def ratio_rows(point, upper):
+        return [{"side": "user", "metric": metric, "group_dimension": "age_band", "group": None,
+                 "shelves": "reranked", "value": value}
+                for metric, value in (("ndcg@10_ratio", point), ("ndcg@10_ratio_upper", upper))]
+
+    judged, failures = judge(ratio_rows(0.55, 0.8), AuditSettings())
+    assert [(r["passed"], r["blocking"]) for r in judged] == [(False, False), (True, True)]
+    assert failures == []
+    judged, failures = judge(ratio_rows(0.3, 0.45), AuditSettings())
+    assert [(r["passed"], r["blocking"]) for r in judged] == [(False, False), (False, True)]
+    assert len(failures) == 1
+    assert "ndcg@10_ratio_upper by age_band" in failures[0] and "0.45" in failures[0] and "95%" in failures[0]
 
 
 # --- item side ------------------------------------------------------------------------------
