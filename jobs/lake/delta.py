@@ -129,6 +129,17 @@ def check_readable(table: DeltaTable, uri: str) -> None:
                          "engine's reader does not support; read it with engine='delta-spark'")
 
 
+def snapshot_files(table: DeltaTable, uri: str, run_dates: Sequence[str] | None = None) -> list[str]:
+    """The data files of ``table``'s snapshot (URIs), only those of the ``run_dates``
+    partitions when given."""
+    check_readable(table, uri)
+    if run_dates is None:
+        return table.file_uris()
+    if "run_date" not in table.metadata().partition_columns:
+        raise TableError(f"{uri} is not partitioned by run_date: read it whole")
+    return table.file_uris([("run_date", "in", sorted(run_dates))]) if run_dates else []
+
+
 def partition_text(value: Any) -> str | None:
     """A partition value as the Delta log stores it."""
     if isinstance(value, bool):

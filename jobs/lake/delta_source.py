@@ -3,15 +3,13 @@
 Executors write Parquet files straight into the table directory (``_DeltaFileWriter.write``);
 the driver commits them as one Delta transaction with ``deltalake`` (``_commit_files``),
 carrying the run's metadata and an app transaction ``layer/name:run_date``; a failed job
-commits nothing and deletes its files. Reads list the files of a Delta snapshot and read
-them in tasks of about ``READ_TASK_BYTES``. Use it through ``jobs.lake.tables`` only.
+commits nothing and deletes its files. Use it through ``jobs.lake.tables`` only (which
+reads with Spark's own Parquet reader over the files of a Delta snapshot).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import re
 import uuid
 from contextlib import suppress
@@ -36,8 +34,6 @@ from deltalake.transaction import (
 from pyspark.sql.datasource import (
     DataSource,
     DataSourceArrowWriter,
-    DataSourceReader,
-    InputPartition,
     WriterCommitMessage,
 )
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
@@ -47,7 +43,6 @@ from jobs.lake.delta import (
     CommitInfo,
     TableError,
     app_id_of,
-    check_readable,
     open_table,
     partition_text,
     stats_configuration,
@@ -57,7 +52,6 @@ from jobs.lake.delta import (
 )
 
 SOURCE_NAME = "fairshelf_delta"
-READ_TASK_BYTES = 64 * 1024 * 1024
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -105,11 +99,6 @@ class DeltaRsDataSource(DataSource):
     def schema(self) -> StructType:
         return spark_schema(open_table(self.options["path"], self._version))
 
-    def reader(self, schema: StructType) -> "DataSourceReader":
-        run_dates = self.options.get("run_dates")
-        return _DeltaFileReader(self.options["path"], self._version, schema,
-                                None if run_dates is None else json.loads(run_dates))
-
     def writer(self, schema: StructType, overwrite: bool) -> "_DeltaFileWriter":
         if "request" not in self.options:
             raise TableError(f"write {SOURCE_NAME} tables with jobs.lake.tables.write_table")
@@ -151,56 +140,6 @@ class _DeltaFileWriter(DataSourceArrowWriter):
 
     def abort(self, messages: list[FilesWritten | None]) -> None:
         _discard_job_files(self.request)
-
-
-class _DeltaFileReader(DataSourceReader):
-    """One input partition per data file of the snapshot; read() yields Arrow batches."""
-
-    def __init__(self, uri: str, version: int | None, schema: StructType,
-                 run_dates: list[str] | None = None):
-        self.uri, self.version, self.schema = uri, version, schema
-        self.run_dates = None if run_dates is None else set(run_dates)
-
-    def partitions(self) -> list[InputPartition]:
-        """(relative path, partition values) of each file; Spark adds one empty partition
-        (value None) when a snapshot has no files."""
-        table = open_table(self.uri, self.version)
-        check_readable(table, self.uri)
-        columns = list(table.metadata().partition_columns)
-        actions = pa.table(table.get_add_actions(flatten=True))
-        rows = actions.select(["path", "size_bytes"] + [f"partition.{c}" for c in columns]).to_pylist()
-        if self.run_dates is not None:
-            rows = [r for r in rows if str(r.get("partition.run_date")) in self.run_dates]
-        files = [(unquote(r["path"]), {c: r[f"partition.{c}"] for c in columns}, r["size_bytes"])
-                 for r in rows]
-        return [InputPartition(group) for group in _pack_files(files)]
-
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        if partition.value is None:
-            return
-        schema = arrow_schema(self.schema)
-        fs, root = pafs.FileSystem.from_uri(self.uri)
-        for path, values in partition.value:  # paths relative to the table root
-            with fs.open_input_file(f"{root}/{path}") as source:
-                for batch in pq.ParquetFile(source).iter_batches():
-                    yield _conform(batch, schema, constants=values)
-
-
-def _pack_files(files: list[tuple[str, dict, int]]) -> list[list[tuple[str, dict]]]:
-    """Group data files into read tasks: about ``READ_TASK_BYTES`` each, and at least as
-    many tasks as cores when there are enough files. Many small files (one per day
-    partition) otherwise cost one Spark task each."""
-    if not files:
-        return []
-    total = sum(size for _, _, size in files)
-    tasks = max(min(len(files), os.cpu_count() or 1), math.ceil(total / READ_TASK_BYTES))
-    groups: list[list[tuple[str, dict]]] = [[] for _ in range(min(tasks, len(files)))]
-    loads = [0] * len(groups)
-    for path, values, size in sorted(files, key=lambda f: -f[2]):
-        lightest = loads.index(min(loads))  # largest first onto the lightest task
-        groups[lightest].append((path, values))
-        loads[lightest] += size
-    return groups
 
 
 # --- executor side: Parquet files and their statistics ------------------------------------

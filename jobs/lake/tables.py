@@ -52,6 +52,7 @@ from jobs.lake.delta import (  # noqa: F401
     read_arrow,
     restore_table,
     rows_in_commit,
+    snapshot_files,
     stats_configuration,
     stats_json,
     table_columns,
@@ -142,12 +143,13 @@ def read_table(spark, uri: str, *, version: int | None = None, engine: str = "de
         df = (reader if version is None else reader.option("versionAsOf", version)).load(uri)
         return df if run_dates is None else df.where(df["run_date"].isin(list(run_dates)))
     table = open_table(uri, version)
-    check_readable(table, uri)
-    reader = (spark.read.format(SOURCE_NAME).schema(spark_schema(table))
-              .option("version", str(table.version())))
-    if run_dates is not None:
-        reader = reader.option("run_dates", json.dumps(sorted(run_dates)))
-    return reader.load(uri)
+    schema = spark_schema(table)
+    files = snapshot_files(table, uri, run_dates)
+    if not files:
+        return spark.createDataFrame([], schema)
+    # Spark's own Parquet reader (JVM, vectorized, on the executors) over the snapshot's
+    # files; partition columns come from the files' paths under the table root.
+    return spark.read.schema(schema).option("basePath", uri).parquet(*files).select(*schema.fieldNames())
 
 
 # --- erasure: rows removed by key, then every older version purged -------------------------
