@@ -2,9 +2,10 @@
 processor, started by infra/airflow/start-local.sh in a temporary AIRFLOW_HOME with SQLite
 on a free port, over a small synthetic lakehouse.
 
-One night is triggered and must be published (gold/recommendations, gold/runs, lineage)
-and announced through the gold/runs asset to the example downstream DAG, which must read
-it; then `airflow backfill create` runs two more nights, one after another. Everything
+One night is triggered and must be published (gold/recommendations, gold/runs, lineage,
+every published table an asset event; pseudonymized with the connection's key, not the
+environment's) and announced through the gold/runs asset to the example downstream DAG,
+which must read it; then `airflow backfill create` runs two more nights, one after another. Everything
 the fixture started is stopped afterwards, also when a test fails.
 """
 
@@ -14,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.core.config import load_config
 from jobs.interfaces.airflow_tasks import run_date_for, run_id_for
 
 pytestmark = pytest.mark.integration
@@ -53,6 +56,7 @@ shuffle_partitions = 2
 selection_budget_seconds = 0
 """
 CONNECTION_KEY = "fairshelf-scheduler-test-connection-key-0123456789"
+ENVIRONMENT_KEY = "fairshelf-scheduler-test-environment-key-012345678"  # must not be used
 RUN_TIMEOUT_S = 2700  # one DAG run, at worst: 5-20 min on 2 cores, depending on their load
 
 
@@ -195,7 +199,8 @@ class LocalAirflow:
 @pytest.fixture(scope="module")
 def local_airflow(tmp_path_factory):
     """infra/airflow/start-local.sh on a free port over a small synthetic lakehouse; the
-    key from the Airflow connection (as in production); stopped whatever happens."""
+    key in the Airflow connection (as in production) and another in the environment, which
+    the connection overrides; stopped whatever happens."""
     from jobs.datasets.synthetic import SyntheticSpec, generate_landing
 
     root = tmp_path_factory.mktemp("real_airflow")
@@ -216,6 +221,7 @@ def local_airflow(tmp_path_factory):
         "FAIRSHELF_LAKEHOUSE": str(lake),
         "FAIRSHELF_CONFIG": str(root / "fairshelf.toml"),
         "AIRFLOW_CONN_FAIRSHELF_PSEUDONYM_KEY": json.dumps({"conn_type": "generic", "password": CONNECTION_KEY}),
+        "FAIRSHELF_PSEUDONYM_KEY": ENVIRONMENT_KEY,
     })
     started = time.monotonic()
     with (root / "start-local.out").open("w") as out:
@@ -288,6 +294,21 @@ def test_a_triggered_night_is_published_and_announced_downstream(local_airflow):
     day = run_date_for(_parse(TRIGGERED))
     run_id = run_id_for("manual__night-1", 0)
     _published_night(local_airflow.lake, day, run_id)
+    (row,) = [r for r in _table(local_airflow.lake, "runs").to_pyarrow_table().to_pylist() if r["run_id"] == run_id]
+    assert row["key_fingerprint"] == load_config(environ={}, pseudonym_key=CONNECTION_KEY.encode()).key_fingerprint
+    assert (local_airflow.lake / "models" / run_id).is_dir()
+    assert (local_airflow.lake / "reports" / day.isoformat() / "index.html").is_file()
+
+    # Every published table is an asset event of this run, with its Delta version.
+    with sqlite3.connect(local_airflow.home / "airflow.db") as db:
+        events = db.execute("SELECT asset.name, asset_event.extra FROM asset_event "
+                            "JOIN asset ON asset.id = asset_event.asset_id").fetchall()
+    extras = {name: json.loads(extra) for name, extra in events if json.loads(extra).get("run_id") == run_id}
+    assert set(extras) == {f"fairshelf.gold.{table}" for table in
+                           ("recommendations", "default_recommendations", "quality_results", "audit", "runs", "lineage")}
+    assert extras["fairshelf.gold.recommendations"]["run_date"] == day.isoformat()
+    assert extras["fairshelf.gold.recommendations"]["delta_version"] == \
+        json.loads(row["versions_json"])["gold/recommendations"]
 
     # The succeeded run's gold/runs asset event triggers the downstream DAG, which reads
     # that publication without Spark.

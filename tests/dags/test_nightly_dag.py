@@ -1,23 +1,22 @@
 """The nightly DAG: it parses cleanly and cheaply, has one task per pipeline stage wired
 like the pipeline, gives every task the intended run date for a logical date, records
-failures, and runs end to end under Airflow on small synthetic data."""
+and records failures. That it runs end to end under a real Airflow scheduler is
+tests/dags/test_airflow_scheduler.py."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
-import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from jobs.core.config import ConfigError, load_config
+from jobs.core.config import ConfigError
 from jobs.interfaces import airflow_tasks
 from jobs.interfaces.airflow_tasks import (
     FAILURE_XCOM_KEY,
@@ -445,72 +444,3 @@ def test_task_tokens_outlive_the_longest_task(dag_bag):
     lifetime = timedelta(seconds=int(_read_env_file(ENV_FILE)["AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME"]))
     longest = max(task.execution_timeout for d in dag_bag.dags.values() for task in d.tasks)
     assert lifetime >= longest
-
-
-# -- a real run under Airflow -------------------------------------------------------------------
-RUN_DATE = date(2026, 11, 25)
-LOGICAL_DATE = "2026-11-26T02:30:00+00:00"  # the night after RUN_DATE
-CONNECTION_KEY = "fairshelf-dag-test-connection-key-0123456789abcdef"
-ENVIRONMENT_KEY = "fairshelf-dag-test-environment-key-0123456789abcde"
-
-
-def _run_logged(command: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float) -> float:
-    started = time.perf_counter()
-    with log.open("w") as out:
-        done = subprocess.run(command, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-    if done.returncode != 0:
-        tail = log.read_text()[-6000:]
-        pytest.fail(f"`{' '.join(command[1:])}` exited {done.returncode}; log {log}:\n{tail}")
-    return time.perf_counter() - started
-
-
-@pytest.mark.integration
-def test_airflow_runs_the_dag_for_one_day_on_synthetic_data(tmp_path):
-    from deltalake import DeltaTable
-
-    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
-
-    lake, home = tmp_path / "lake", tmp_path / "airflow"
-    home.mkdir()
-    generate_landing(lake, SyntheticSpec(users=300, items=120, events_per_day=1500, days=3, end_date=RUN_DATE, seed=11))
-
-    env = {**_clean_environ(), **_read_env_file(ENV_FILE), **_airflow_settings(home)}
-    env["FAIRSHELF_LAKEHOUSE"] = str(lake)
-    # The key comes from the Airflow connection; the environment's key must not be used.
-    env["AIRFLOW_CONN_FAIRSHELF_PSEUDONYM_KEY"] = json.dumps({"conn_type": "generic", "password": CONNECTION_KEY})
-    env["FAIRSHELF_PSEUDONYM_KEY"] = ENVIRONMENT_KEY
-    airflow = str(VENV_BIN / "airflow")
-    _run_logged([airflow, "db", "migrate"], env, tmp_path, tmp_path / "migrate.log", timeout=300)
-    seconds = _run_logged(
-        [airflow, "dags", "test", DAG_ID, LOGICAL_DATE], env, tmp_path, tmp_path / "dags_test.log", timeout=3600
-    )
-    print(f"airflow dags test: {seconds:.0f} s")
-
-    shelves = DeltaTable(str(lake / "gold" / "recommendations")).to_pyarrow_table()
-    assert shelves.num_rows > 0
-    assert set(shelves.column("run_date").to_pylist()) == {RUN_DATE.isoformat()}
-    (run_id,) = set(shelves.column("run_id").to_pylist())
-    with sqlite3.connect(home / "airflow.db") as db:  # the DAG run's own id (manual__<when it ran>)
-        [(dag_run_id,)] = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
-    assert run_id == run_id_for(dag_run_id, 0) and run_id.startswith("airflow__manual__")
-
-    runs = DeltaTable(str(lake / "gold" / "runs")).to_pyarrow_table().to_pylist()
-    assert [(r["run_id"], r["run_date"], r["status"]) for r in runs] == [(run_id, RUN_DATE.isoformat(), "succeeded")]
-    assert runs[0]["started_at"] <= runs[0]["finished_at"]
-    expected = load_config(environ={}, pseudonym_key=CONNECTION_KEY.encode()).key_fingerprint
-    assert runs[0]["key_fingerprint"] == expected
-    assert (lake / "models" / run_id).is_dir()
-    assert (lake / "reports" / RUN_DATE.isoformat() / "index.html").is_file()
-
-    with sqlite3.connect(home / "airflow.db") as db:
-        events = db.execute(
-            "SELECT asset.name, asset_event.extra FROM asset_event JOIN asset ON asset.id = asset_event.asset_id"
-        ).fetchall()
-    extras = {name: json.loads(extra) for name, extra in events}
-    assert set(extras) == {
-        f"fairshelf.gold.{table}"
-        for table in ("recommendations", "default_recommendations", "quality_results", "audit", "runs", "lineage")
-    }
-    assert extras["fairshelf.gold.recommendations"]["run_id"] == run_id
-    assert extras["fairshelf.gold.recommendations"]["run_date"] == RUN_DATE.isoformat()
-    assert extras["fairshelf.gold.recommendations"]["delta_version"] == json.loads(runs[0]["versions_json"])["gold/recommendations"]
