@@ -16,9 +16,10 @@ setup:
 contracts:
 	$(BIN)/lint-imports
 
-# What CI runs: the contracts first, then every test.
+# What CI runs: the contracts first, then every test, on two workers (tests/conftest.py
+# says which tests go together).
 test: contracts
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The inner loop: contracts and the unit tests (no whole nightly run), a few minutes.
 test-fast: contracts

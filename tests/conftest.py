@@ -22,6 +22,23 @@ MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mo
 TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 
 
+# `make test` runs two pytest-xdist workers (-n 2 --dist loadgroup). One takes the real
+# Airflow scheduler's nights (mostly waiting on task processes) and the tests that start
+# processes of their own and need no session run; the other takes everything else, so the
+# session's Spark and whole runs are built once.
+BESIDE_THE_SCHEDULER = (
+    "tests/dags/test_airflow_scheduler.py::",
+    "tests/integration/test_installed_wheel.py::",
+    "tests/integration/test_nightly_run.py::test_cli_demo_runs_end_to_end",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        beside = item.nodeid.startswith(BESIDE_THE_SCHEDULER)
+        item.add_marker(pytest.mark.xdist_group("own-processes" if beside else "session-runs"))
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
     from jobs.lake.spark import build_spark
