@@ -52,13 +52,12 @@ def spark(tmp_path_factory):
 def make_config(lakehouse, **overrides):
     """A configuration rooted at ``lakehouse`` with the test key, independent of the
     caller's environment. Model selection is off (the configured model is trained and
-    validated once): the search is budgeted in seconds, so under load it would try fewer
-    models and choose another (issue 14), and a whole run takes seconds instead of a
-    minute. The search itself is tested in tests/unit/test_train_selection.py."""
+    validated once, ``selection_trials`` 1): a whole run takes seconds instead of a minute.
+    The search itself is tested in tests/unit/test_train_selection.py."""
     config = load_config(environ={}, lakehouse=str(lakehouse), pseudonym_key=TEST_KEY, **overrides)
     if "model" in overrides:
         return config
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_budget_seconds=0.0))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_trials=1))
 
 
 @pytest.fixture

@@ -97,10 +97,12 @@ class ModelSettings(ModelSpec):
     candidates_per_user: PositiveInt = 200
     recency_half_life_days: PositiveFloat = 30.0
     batch_users: PositiveInt = 2048
-    # Nightly hyperparameter selection (jobs.stages.train.select_hyperparameters): seconds of search
-    # on a validation split of the run's own interactions; 0 = no search (the configured
-    # model is still validated once, for the model card's metrics).
-    selection_budget_seconds: NonNegativeFloat = 60.0
+    # Nightly hyperparameter selection (jobs.recsys.training.select_hyperparameters): models
+    # validated on a split of the run's own interactions, the configured one first, then the
+    # search space in its fixed order. Budgeted by trials, not seconds, so a rerun chooses the
+    # same model whatever the machine's load; 1 = no search (the configured model validated
+    # once, for the model card's metrics).
+    selection_trials: PositiveInt = 8
     validation_share: OpenUnitInterval = 0.25  # of each sampled user's titles held out for validation
     validation_users: PositiveInt = 10_000  # at most this many users (seeded sample) get a holdout
 
@@ -412,6 +414,10 @@ def load_config(
             else:
                 data[key] = value
 
+    if "selection_budget_seconds" in data.get("model", {}):
+        raise ConfigError("[model] selection_budget_seconds: replaced by selection_trials, a number of "
+                          "models to validate (1 = the configured model only): a search budgeted in "
+                          "seconds chose another model on a busier machine")
     if "api_key" in data.get("lineage", {}):
         raise ConfigError("[lineage] api_key: a secret; set FAIRSHELF_OPENLINEAGE_API_KEY "
                           "instead of writing it in a configuration file")

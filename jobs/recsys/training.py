@@ -8,11 +8,12 @@ per user and never the full score matrix.
 Model selection (``select_hyperparameters``): a validation split is carved from the run's
 own interactions (``holdout_per_user``: for a seeded sample of at most
 ``model.validation_users`` users with two titles or more, ``model.validation_share`` of
-their titles held out at random); the configured model, then the candidates of
-``jobs.recsys.selection.search_space``, are fitted on the rest and scored by validation
-nDCG@10 until ``model.selection_budget_seconds`` are spent (the trial running then
-finishes); the best is fitted on all interactions. Budget 0: no search, the configured
-model is used and validated once.
+their titles held out at random); the first ``model.selection_trials`` of the configured
+model and then the candidates of ``jobs.recsys.selection.search_space`` (a fixed order) are
+fitted on the rest and scored by validation nDCG@10; the best is fitted on all
+interactions. A budget of trials, not seconds: the same interactions and settings choose
+the same model under any load. One trial: no search, the configured model is used and
+validated once.
 
 ``holdout_candidates``: the chosen model fitted once more on the split's fit part, and its
 top-N for the validation users (what the fairness audit measures quality on). Progress
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -186,21 +188,22 @@ def select_hyperparameters(
     split: ValidationSplit | None = None,
 ) -> tuple[ModelSpec, dict[str, Any]]:
     """The model to fit on all of ``data``, chosen on a validation split of ``data`` alone
-    (``split``, by default ``validation_split``) within
-    ``settings.selection_budget_seconds`` (module doc), and the search's record: trials
+    (``split``, by default ``validation_split``) among the first
+    ``settings.selection_trials`` candidates (module doc), and the search's record: trials
     (parameters, validation nDCG and precision, fit seconds), the chosen parameters and
     their validation metrics, the split."""
-    budget = float(settings.selection_budget_seconds)
+    budget = settings.selection_trials
     configured = ModelSpec.from_settings(settings)
     split = split or validation_split(data, settings)
     if split.validation.nnz == 0:
         return configured, {
             "criterion": "none: no user has two titles, nothing could be held out",
-            "time_budget_s": budget, "seconds": 0.0, "tried": 0, "candidates": 0,
+            "trial_budget": budget, "seconds": 0.0, "tried": 0, "candidates": 0,
             "chosen": configured.parameters(), "chosen_metrics": None, "trials": [],
             "validation_split": split.info,
         }
-    candidates = selection_candidates(settings, data.matrix.shape[1]) if budget > 0 else [configured]
+    space = selection_candidates(settings, data.matrix.shape[1])
+    candidates = space[:budget]
 
     def on_trial(done: int, total: int, trial: dict[str, Any]) -> None:
         log.info("selection trial %d/%d: %s", done, total, json.dumps(trial, sort_keys=True))
@@ -208,11 +211,13 @@ def select_hyperparameters(
             progress("selection", done, total)
 
     spec, record = select_model(
-        split.fit_part, split.validation, candidates, k=SELECTION_K, time_budget_s=budget, on_trial=on_trial
+        split.fit_part, split.validation, candidates, k=SELECTION_K, time_budget_s=math.inf, on_trial=on_trial
     )
+    del record["time_budget_s"]
+    record.update(trial_budget=budget, candidates=len(space))
     record["validation_split"] = split.info
-    if budget <= 0:
-        record["criterion"] = "none: search off (budget 0), the configured model validated once"
+    if budget == 1:
+        record["criterion"] = "none: search off (selection_trials 1), the configured model validated once"
     return spec, record
 
 

@@ -53,7 +53,7 @@ driver_memory = "1g"
 shuffle_partitions = 2
 
 [model]
-selection_budget_seconds = 0
+selection_trials = 1
 """
 CONNECTION_KEY = "fairshelf-scheduler-test-connection-key-0123456789"
 ENVIRONMENT_KEY = "fairshelf-scheduler-test-environment-key-012345678"  # must not be used

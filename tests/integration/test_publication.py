@@ -43,12 +43,12 @@ NOT_CONTENT = {"run_id", "model_version"}
 
 RERUN_COMPARED = ["silver/events", "silver/interactions", "gold/recommendations", "gold/default_recommendations"]
 CODE_VERSION = "publication-test"  # fixed, so a commit landing mid-test changes nothing
-FAST = "[model]\nselection_budget_seconds = 0.0\n"
+FAST = "[model]\nselection_trials = 1\n"
 
 
 def _fast(config):
     """No model search: the configured model only (as FAST says for the CLI)."""
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_budget_seconds=0.0))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_trials=1))
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def fast(config):
     """No model search: the configured model only (a run in seconds, not a minute)."""
-    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_budget_seconds=0.0))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, selection_trials=1))
 
 
 def versions(config) -> dict[str, int]:
@@ -331,7 +331,7 @@ def test_a_killed_run_is_recorded_as_interrupted_and_undone_by_the_next(copy_of_
     config = fast(config)
     contents = {name: sorted_rows(config, name) for name in ("silver/events", "silver/interactions")}
     settings = tmp_path / "fast.toml"
-    settings.write_text("[model]\nselection_budget_seconds = 0.0\n")
+    settings.write_text("[model]\nselection_trials = 1\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHELF_")}
     env.update(FAIRSHELF_LAKEHOUSE=config.lakehouse, FAIRSHELF_PSEUDONYM_KEY=config.pseudonym_key.decode(),
                FAIRSHELF_CONFIG=str(settings))

@@ -36,7 +36,8 @@ def test_file_then_environment_override_the_defaults(tmp_path):
         ("[model]\nalgorithm = 'svd'\n", r"\[model\] algorithm: should be 'als', 'bpr', 'ease' or 'blend' \(got 'svd'\)"),
         ("[privacy]\nk_anonymity = 1\n", r"\[privacy\] k_anonymity: should be greater than or equal to 2"),
         ("[shelf]\nsize = 500\n", r"\[shelf\] size: must be at most \[model\] candidates_per_user \(200\)"),
-        ("[model]\nselection_budget_seconds = -1\n", r"\[model\] selection_budget_seconds: should be greater than or"),
+        ("[model]\nselection_trials = 0\n", r"\[model\] selection_trials: should be greater than 0"),
+        ("[model]\nselection_budget_seconds = 60\n", r"\[model\] selection_budget_seconds: replaced by selection_trials"),
         ("[model]\nvalidation_share = 1.0\n", r"\[model\] validation_share: should be less than 1"),
         ("[model]\nfactors = 'many'\n", r"\[model\] factors: should be a valid integer.*\(got 'many'\)"),
         ("not toml at all = = =", "not valid TOML"),
@@ -124,7 +125,7 @@ def test_the_model_section_is_the_model_spec_plus_pipeline_settings():
     assert type(config.model.spec) is ModelSpec and isinstance(config.model, ModelSpec)
     spec_fields = [f.name for f in dataclasses.fields(ModelSpec)]
     assert [f.name for f in dataclasses.fields(ModelSettings)][: len(spec_fields)] == spec_fields
-    assert {"candidates_per_user", "selection_budget_seconds"} <= set(config.as_dict()["model"]) - set(spec_fields)
+    assert {"candidates_per_user", "selection_trials"} <= set(config.as_dict()["model"]) - set(spec_fields)
 
 
 def test_config_hash_is_the_hash_of_the_documented_settings():

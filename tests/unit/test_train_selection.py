@@ -22,7 +22,7 @@ from jobs.lake.model_store import (
     drop_users_from_model,
     load_saved_model,
 )
-from jobs.recsys import training
+from jobs.recsys import selection, training
 from jobs.recsys.explain import saved_model_explainer
 from jobs.recsys.models import ModelSpec, model_arrays, weighting_state
 from jobs.recsys.training import (
@@ -98,7 +98,7 @@ def test_selection_sees_only_the_runs_interactions(monkeypatch, fast_search):
     monkeypatch.setattr(training, "select_model", spy)
     monkeypatch.setattr(evaluate, "load_movielens", no_other_data)
     monkeypatch.setattr(splits, "load_movielens", no_other_data)
-    spec, record = select_hyperparameters(data, settings(selection_budget_seconds=600))
+    spec, record = select_hyperparameters(data, settings(selection_trials=100))
     # the two parts are the run's matrix, cell for cell: nothing added, nothing lost
     restored = seen["fit"] + data.matrix.multiply(seen["validation"])
     assert (abs(restored - data.matrix)).max() < 1e-6
@@ -110,13 +110,29 @@ def test_selection_sees_only_the_runs_interactions(monkeypatch, fast_search):
     assert record["chosen"] == best["model"] and record["chosen_metrics"]["ndcg@10"] == best["validation_ndcg@10"]
 
 
-def test_budget_zero_keeps_the_configured_model(fast_search):
+def test_one_trial_keeps_the_configured_model(fast_search):
     data = run_interactions()
-    configured = settings(algorithm="als", factors=3, iterations=4, selection_budget_seconds=0)
+    configured = settings(algorithm="als", factors=3, iterations=4, selection_trials=1)
     spec, record = select_hyperparameters(data, configured)
     assert spec == ModelSpec.from_settings(configured)
-    assert record["tried"] == 1 and "budget 0" in record["criterion"]
+    assert record["tried"] == 1 and "selection_trials 1" in record["criterion"]
     assert set(record["chosen_metrics"]) == {"precision@10", "recall@10", "ndcg@10", "map@10"}
+
+
+def test_the_search_is_budgeted_by_trials_whatever_the_clock_says(fast_search, monkeypatch):
+    """The first ``selection_trials`` candidates in their fixed order, however long each takes:
+    a clock that jumps an hour per reading (a machine under heavy load) changes nothing."""
+    data = run_interactions()
+    config = settings(selection_trials=3)
+    calm_spec, calm = select_hyperparameters(data, config)
+    ticks = iter(range(0, 10**7, 3600))
+    monkeypatch.setattr(selection.time, "perf_counter", lambda: float(next(ticks)))
+    busy_spec, busy = select_hyperparameters(data, config)
+    expected = [s.parameters() for s in selection_candidates(config, data.matrix.shape[1])[:3]]
+    for record in (calm, busy):
+        assert [t["model"] for t in record["trials"]] == expected
+        assert (record["tried"], record["trial_budget"], record["candidates"]) == (3, 3, 1 + len(FAST))
+    assert busy_spec == calm_spec and busy["chosen_metrics"] == calm["chosen_metrics"]
 
 
 def test_the_configured_model_comes_first_and_ease_only_where_it_fits():
@@ -130,7 +146,7 @@ def test_the_configured_model_comes_first_and_ease_only_where_it_fits():
 
 def test_training_is_seeded_and_reproducible(fast_search):
     data = run_interactions()
-    for config in (settings(selection_budget_seconds=600), settings(algorithm="blend", factors=3, iterations=3, selection_budget_seconds=0)):
+    for config in (settings(selection_trials=100), settings(algorithm="blend", factors=3, iterations=3, selection_trials=1)):
         first, second = train_model(data, config), train_model(data, config)
         assert first.spec == second.spec
         assert first.selection["trials"] and [
@@ -144,7 +160,7 @@ def test_training_is_seeded_and_reproducible(fast_search):
 
 def test_training_reports_progress(fast_search):
     calls = []
-    train_model(run_interactions(), settings(selection_budget_seconds=600), progress=lambda *a: calls.append(a))
+    train_model(run_interactions(), settings(selection_trials=100), progress=lambda *a: calls.append(a))
     assert [c for c in calls if c[0] == "selection"] == [("selection", i, 4) for i in range(1, 5)]
     assert calls[-2:] == [("fit", 0, 1), ("fit", 1, 1)]
 
@@ -160,7 +176,7 @@ def test_nothing_to_hold_out_falls_back_to_the_configured_model():
 def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search):
     config = config_factory(tmp_path / "lake")
     data = run_interactions()
-    trained = train_model(data, replace(config.model, selection_budget_seconds=600, weighting="bm25"))
+    trained = train_model(data, replace(config.model, selection_trials=100, weighting="bm25"))
     card = run_model_card(config, D, "run-9", data, trained, candidates=123, recommend_seconds=0.5)
     directory = tmp_path / "model"
     save_model(trained.model, data, directory, card, extra_arrays=weighting_state(data.matrix, trained.spec))
@@ -178,7 +194,7 @@ def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search)
     assert set(saved["seconds"]) == {"selection", "training", "candidates"}
     assert saved["code_version"] == config.code_version and saved["config_hash"] == config.config_hash
     assert saved["fairness"]["status"] == "pending" and "run-9" in saved["fairness"]["detail"]
-    assert saved["configured"]["selection_budget_seconds"] == config.model.selection_budget_seconds
+    assert saved["configured"]["selection_trials"] == config.model.selection_trials
 
     markdown = (directory / CARD_MARKDOWN_FILE).read_text()
     for heading in ("# Model card", "## Data", "## Model", "## Validation", "## Hyperparameter search",
@@ -194,7 +210,7 @@ def test_model_card_files_hold_the_fields(tmp_path, config_factory, fast_search)
 
 def test_an_ease_model_loses_an_erased_users_index_row(tmp_path, config_factory):
     data = run_interactions()
-    trained = train_model(data, settings(selection_budget_seconds=0))
+    trained = train_model(data, settings(selection_trials=1))
     card = run_model_card(config_factory(tmp_path / "lake"), D, "run-1", data, trained, 0, 0.0)
     directory = tmp_path / "m"
     save_model(trained.model, data, directory, card)
@@ -209,7 +225,7 @@ def test_an_ease_model_loses_an_erased_users_index_row(tmp_path, config_factory)
 
 def test_explainer_of_a_saved_ease_model_uses_its_weighting(tmp_path, config_factory):
     data = run_interactions()
-    configured = settings(weighting="tfidf", selection_budget_seconds=0)
+    configured = settings(weighting="tfidf", selection_trials=1)
     trained = train_model(data, configured)
     model, spec, weighted = trained.model, trained.spec, trained.data
     assert spec.algorithm == "ease" and spec.weighting == "tfidf"
