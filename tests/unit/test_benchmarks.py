@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from benchmarks import ratios, run
+from benchmarks import ratios, run, series
 from benchmarks.series import measure_process_tree
 from jobs.core.config import ModelSettings
 from jobs.datasets.synthetic import SyntheticSpec, generate_landing
@@ -82,6 +82,21 @@ def test_the_ratio_functions_fill_every_contract_key(tiny_result):
     # the tiny series point has no quality stage: no invented number, and a note that says so
     assert tiny_result["ratios"]["validation_share"] is None
     assert any("no quality stage" in note for note in tiny_result["notes"])
+
+
+def test_a_series_point_carries_the_median_stage_timings_so_the_share_counts_the_shelf_checks():
+    """The review's finding: the rerank's validation_seconds lived only under runs[i], so the
+    share of a recorded point left them out (0.195 reported, 0.33 measured)."""
+    runs = [{"seconds": s, "stage_seconds": {"quality": q, "rerank": 70.0},
+             "stage_metric_seconds": {"rerank": {"validation_seconds": v, "rerank_seconds": 1.0},
+                                      "train": {"selection_seconds": 5.0}}}
+            for s, q, v in ((500.0, 97.7, 68.1), (520.0, 99.0, 70.0), (480.0, 96.0, 60.0))]
+    runs[2]["stage_metric_seconds"].pop("train")  # a timing one run lacks is left out
+    point = {"events": 1_000_000, "seconds": 500.0, "stage_seconds": {"quality": 97.7, "rerank": 70.0},
+             **series.point_stage_metrics(runs)}
+    assert point["stage_metric_seconds"] == {"rerank": {"rerank_seconds": 1.0, "validation_seconds": 68.1}}
+    share = run.validation_share(point)
+    assert share["validation_seconds"] == round(97.7 + 68.1, 2) and share["ratio"] == round((97.7 + 68.1) / 500, 4)
 
 
 def test_validation_share_is_the_quality_stage_and_the_shelf_checks_over_the_run():
