@@ -19,7 +19,7 @@ contracts:
 # What CI runs: the contracts first, then every test, on two workers (tests/conftest.py
 # says which tests go together).
 test: contracts
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2
 
 # The inner loop: contracts and the unit tests (no whole nightly run), a few minutes.
 test-fast: contracts

@@ -22,10 +22,11 @@ MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mo
 TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 
 
-# `make test` runs two pytest-xdist workers (-n 2 --dist loadgroup). One takes the real
-# Airflow scheduler's nights (mostly waiting on task processes) and the tests that start
-# processes of their own and need no session run; the other takes everything else, so the
-# session's Spark and whole runs are built once.
+# `make test` runs two pytest-xdist workers (-n 2). One takes the real Airflow scheduler's
+# nights (mostly waiting on task processes) and the tests that start processes of their own
+# and need no session run; the other takes everything else, so the session's Spark and
+# whole runs are built once. (A scheduler of our own: xdist 3.8's --dist loadgroup does
+# not group under pytest 9, whose node ids it can no longer rewrite.)
 BESIDE_THE_SCHEDULER = (
     "tests/dags/test_airflow_scheduler.py::",
     "tests/integration/test_installed_wheel.py::",
@@ -33,10 +34,14 @@ BESIDE_THE_SCHEDULER = (
 )
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        beside = item.nodeid.startswith(BESIDE_THE_SCHEDULER)
-        item.add_marker(pytest.mark.xdist_group("own-processes" if beside else "session-runs"))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "own-processes" if nodeid.startswith(BESIDE_THE_SCHEDULER) else "session-runs"
+
+    return TwoGroups(config, log)
 
 
 @pytest.fixture(scope="session")
