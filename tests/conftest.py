@@ -23,15 +23,11 @@ TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 
 
 # `make test` runs two pytest-xdist workers (-n 2). One takes the real Airflow scheduler's
-# nights (mostly waiting on task processes) and the tests that start processes of their own
-# and need no session run; the other takes everything else, so the session's Spark and
-# whole runs are built once. (A scheduler of our own: xdist 3.8's --dist loadgroup does
-# not group under pytest 9, whose node ids it can no longer rewrite.)
-BESIDE_THE_SCHEDULER = (
-    "tests/dags/test_airflow_scheduler.py::",
-    "tests/integration/test_installed_wheel.py::",
-    "tests/integration/test_nightly_run.py::test_cli_demo_runs_end_to_end",
-)
+# nights (some 30 task processes, each with its own JVM: the longest part of the suite);
+# the other takes everything else, so the session's Spark and whole runs are built once.
+# (A scheduler of our own: xdist 3.8's --dist loadgroup does not group under pytest 9,
+# whose node ids it can no longer rewrite.)
+BESIDE_THE_SCHEDULER = ("tests/dags/test_airflow_scheduler.py::",)
 
 
 def pytest_xdist_make_scheduler(config, log):
@@ -39,7 +35,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class TwoGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "own-processes" if nodeid.startswith(BESIDE_THE_SCHEDULER) else "session-runs"
+            return "airflow-scheduler" if nodeid.startswith(BESIDE_THE_SCHEDULER) else "session-runs"
 
     return TwoGroups(config, log)
 

@@ -51,7 +51,7 @@ def expected_keys(config, run_date: str) -> set[tuple]:
         for dim in USER_DIMENSIONS:
             groups = set(holdout_users[dim].fillna("*"))
             keys |= {("user", m, dim, g, kind) for g in groups for m in ("users", *metrics)}
-            keys |= {("user", f"{m}_{agg}", dim, None, kind) for m in metrics for agg in ("difference", "ratio")}
+            keys |= {("user", f"{m}_{agg}", dim, None, kind) for m in metrics for agg in ("difference", "ratio", "ratio_upper")}
             keys.add(("user", "groups_compared", dim, None, kind))
         keys |= {("item", m, None, None, kind) for m in ("exposure_gini", "coverage", "avg_popularity", "long_tail_share")}
     for dim in ITEM_DIMENSIONS:
