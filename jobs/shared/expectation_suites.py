@@ -20,7 +20,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.core.config import Config
@@ -146,19 +145,11 @@ class Validator:
         definition = self.context.validation_definitions.add(
             self.gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
         )
-        # Every expectation is a Spark job of its own over ``df``: computed once, not once each.
-        owned = not df.is_cached
-        if owned:
-            df.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            result = definition.run(
-                batch_parameters={"dataframe": df},
-                expectation_parameters=parameters,
-                result_format=result_format(meta),
-            )
-        finally:
-            if owned:
-                df.unpersist()
+        result = definition.run(
+            batch_parameters={"dataframe": df},
+            expectation_parameters=parameters,
+            result_format=result_format(meta),
+        )
         return result, meta
 
     def _unique(self, name: str) -> str:
