@@ -37,18 +37,6 @@ MB = 1024 * 1024
 OUTPUT_DIRS = ("silver", "gold", "quarantine", "models", "reports")
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def spec_for(events: int, seed: int = 42):
     """The synthetic landing zone of a series point: ``events`` events over a week, one
     user per 25 events (at least 1,000), one title per 400 events (500 to 3,000),
@@ -86,18 +74,6 @@ class ProcessTreePeak:
     max_processes: int = 0
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def _kind(process: psutil.Process, root_pid: int) -> str:
     if process.pid == root_pid:
         return "driver"
@@ -109,35 +85,11 @@ def _kind(process: psutil.Process, root_pid: int) -> str:
     return "other"
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def tree_processes(root: psutil.Process) -> list[psutil.Process]:
     try:
         return [root, *root.children(recursive=True)]
     except psutil.Error:
         return [root]
-
-
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
 
 
 def tree_rss(processes: list[psutil.Process], root_pid: int) -> dict[str, int]:
@@ -153,18 +105,6 @@ def tree_rss(processes: list[psutil.Process], root_pid: int) -> dict[str, int]:
     return totals
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def tree_pss(processes: list[psutil.Process]) -> int | None:
     """Summed PSS in bytes of ``processes``, or None where the platform has no PSS."""
     total = 0
@@ -178,18 +118,6 @@ def tree_pss(processes: list[psutil.Process]) -> int | None:
     return total
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def _phase(phase_file: Path | None) -> str | None:
     if phase_file is None:
         return None
@@ -197,18 +125,6 @@ def _phase(phase_file: Path | None) -> str | None:
         return phase_file.read_text().strip() or None
     except OSError:  # not written yet
         return None
-
-
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
 
 
 def measure_process_tree(
@@ -269,18 +185,6 @@ def measure_process_tree(
     )
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def _kill_tree(root: psutil.Process) -> None:
     """Kill the worker this harness started and its descendants, by pid."""
     for process in reversed(tree_processes(root)):
@@ -288,18 +192,6 @@ def _kill_tree(root: psutil.Process) -> None:
             process.kill()
         except psutil.Error:
             pass
-
-
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
 
 
 def clear_outputs(lakehouse: Path) -> None:
@@ -382,18 +274,6 @@ def run_series_point(
     }
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def benchmark_config(lakehouse: Path | str, code_version: str | None = None):
     """The packaged defaults, rooted at ``lakehouse``, with a fresh random key: the
     caller's environment does not change what is measured, and no key is stored."""
@@ -404,33 +284,9 @@ def benchmark_config(lakehouse: Path | str, code_version: str | None = None):
                        pseudonym_key=secrets.token_urlsafe(48).encode(), **overrides)
 
 
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
-
-
 def phase_file(out: Path) -> Path:
     """Where the worker writing ``out`` names its current phase (Spark start, a stage)."""
     return out.with_suffix(".phase")
-
-
-def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``stage_metric_seconds`` of a series point: per stage and timing, the median over
-    the point's runs (a timing that some run lacks is left out)."""
-    stages = set.intersection(*(set(r.get("stage_metric_seconds", {})) for r in runs)) if runs else set()
-    medians: dict[str, dict[str, float]] = {}
-    for stage in sorted(stages):
-        names = set.intersection(*(set(r["stage_metric_seconds"][stage]) for r in runs))
-        medians[stage] = {n: round(statistics.median(r["stage_metric_seconds"][stage][n] for r in runs), 2)
-                          for n in sorted(names)}
-    return {"stage_metric_seconds": medians}
 
 
 def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> None:
