@@ -148,10 +148,9 @@ def group_quality(quality: pd.DataFrame, labels: pd.Series, metrics: list[str], 
         between = frame(labels.isin(compared).to_numpy())
         out["difference"] = {m: float(v) for m, v in between.difference(method="between_groups").items()}
         out["ratio"] = {m: float(v) for m, v in between.ratio(method="between_groups").items()}
-        grouped = quality[metrics].groupby(labels.to_numpy()).agg(["mean", "sem"]).loc[compared]
-        out["ratio_upper"] = {
-            m: ratio_upper_bound(grouped[(m, "mean")], grouped[(m, "sem")].fillna(0.0), confidence) for m in metrics
-        }
+        errors = quality[metrics].groupby(labels.to_numpy()).sem().loc[compared].fillna(0.0)
+        means = between.by_group.loc[compared]
+        out["ratio_upper"] = {m: ratio_upper_bound(means[m], errors[m], confidence) for m in metrics}
     return out
 
 
