@@ -30,6 +30,7 @@ TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 BESIDE_THE_SCHEDULER = ("tests/dags/test_airflow_scheduler.py::",)
 
 
+@pytest.hookimpl(optionalhook=True)  # `-p no:xdist` runs the tests in one process
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 

@@ -256,3 +256,17 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     if isinstance(model, Blend):
         return {**model_arrays(model.ease), **model_arrays(model.als)}
     return {"user_factors": np.asarray(model.user_factors), "item_factors": np.asarray(model.item_factors)}
+
+
+def model_from_arrays(spec: ModelSpec, arrays: dict[str, np.ndarray]):
+    """A model of ``spec`` ready to recommend, from its ``model_arrays`` (what executors
+    rebuild from the broadcast arrays: no fitting)."""
+    model = make_model(spec)
+    parts = (model.ease, model.als) if isinstance(model, Blend) else (model,)
+    for part in parts:
+        if isinstance(part, EASE):
+            part.item_weights = arrays["item_weights"]
+        else:
+            part.user_factors = arrays["user_factors"]
+            part.item_factors = arrays["item_factors"]
+    return model

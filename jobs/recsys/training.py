@@ -39,7 +39,7 @@ from threadpoolctl import threadpool_limits
 from jobs.core.config import ModelSettings
 from jobs.core.errors import StageError
 from jobs.core.model_spec import ModelSpec
-from jobs.recsys.models import EASE_MAX_ITEMS, make_model, weight_confidence
+from jobs.recsys.models import EASE_MAX_ITEMS, make_model, weight_confidence, weight_rows
 from jobs.recsys.selection import recommend_lists, search_space, select_model
 
 log = logging.getLogger(__name__)
@@ -98,18 +98,22 @@ def recommend_batched(
     n: int,
     batch_users: int,
     progress: Callable[[int, int], None] | None = None,
+    userids: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-``n`` unseen items for every row of ``matrix``, in batches of users.
 
-    Returns flat arrays (user row, item column, score), in rank order per user.
+    Row i of ``matrix`` is the model's user ``userids[i]`` (default: user i, the matrix
+    the model was fitted on). Returns flat arrays (row of ``matrix``, item column,
+    score), in rank order per user.
     """
     n = min(n, matrix.shape[1])
-    rows, cols, scores = [], [], []
+    rows, cols, scores = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     total = matrix.shape[0]
     with threadpool_limits(limits=1, user_api="blas"):
         for start in range(0, total, batch_users):
             users = np.arange(start, min(start + batch_users, total))
-            ids, batch_scores = model.recommend(users, matrix[users], N=n, filter_already_liked_items=True)
+            model_users = users if userids is None else np.asarray(userids)[users]
+            ids, batch_scores = model.recommend(model_users, matrix[users], N=n, filter_already_liked_items=True)
             # fewer than n unseen items: EASE pads with id -1, implicit with score -FLT_MAX
             valid = (ids >= 0) & (batch_scores > -1e38)
             rows.append(np.repeat(users, ids.shape[1]).reshape(ids.shape)[valid])
@@ -118,6 +122,50 @@ def recommend_batched(
             if progress:
                 progress(int(users[-1]) + 1, total)
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(scores)
+
+
+def recommend_histories(
+    model, spec: ModelSpec, state: dict[str, np.ndarray], n_items: int, userids: np.ndarray,
+    indptr: np.ndarray, items: np.ndarray, confidence: np.ndarray, n: int, batch_users: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``recommend_batched`` for some users given by their raw history, as an executor
+    sees them: user i (the model's user ``userids[i]``) watched ``items`` (columns of
+    the model) with ``confidence`` between ``indptr[i]`` and ``indptr[i + 1]``,
+    duplicates allowed. The rows are weighted as the model's matrix was
+    (``weight_rows``, with ``state`` from ``weighting_state`` of that matrix), so the
+    lists are those ``recommend_batched`` gives on the whole matrix."""
+    matrix = csr_matrix(
+        (np.asarray(confidence, dtype=np.float32), np.asarray(items), np.asarray(indptr)),
+        shape=(len(indptr) - 1, n_items),
+    )
+    matrix.sum_duplicates()
+    matrix.data = weight_rows(matrix.indptr, matrix.indices, matrix.data, spec, n_items, state).astype(np.float32)
+    return recommend_batched(model, matrix, n, batch_users, userids=userids)
+
+
+def rank_within_users(rows: np.ndarray) -> np.ndarray:
+    """1-based ranks of flat, per-user ordered lists (``rows``: each entry's user)."""
+    rows = np.asarray(rows)
+    if not len(rows):
+        return np.zeros(0, dtype=np.int32)
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    return (np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1).astype(np.int32)
+
+
+def candidate_columns(
+    user_keys: np.ndarray, content_ids: np.ndarray, rows: np.ndarray, cols: np.ndarray, scores: np.ndarray,
+    model_version: str, run_date: str,
+) -> dict[str, Any]:
+    """Flat recommend output -> the columns of ``silver/candidates`` (``user_keys[rows]``
+    owns each entry, ``content_ids[cols]`` is its title), with a 1-based rank per user."""
+    return {
+        "user_key": np.asarray(user_keys)[rows],
+        "content_id": np.asarray(content_ids)[cols],
+        "score": np.asarray(scores, dtype=np.float64),
+        "candidate_rank": rank_within_users(rows),
+        "model_version": np.full(len(rows), model_version),
+        "run_date": np.full(len(rows), run_date),
+    }
 
 
 @dataclass(frozen=True)
@@ -237,8 +285,7 @@ class TrainedModel:
 def train_model(data: InteractionMatrix, settings: ModelSettings, progress: Progress | None = None) -> TrainedModel:
     """Choose the model on a validation split of ``data`` and fit it on all of ``data``
     (raw confidences; the chosen weighting is applied here). Seeded: the same data and
-    settings give the same model (the search stops at a time budget, so a slower machine
-    may try fewer candidates)."""
+    settings give the same model on any machine (the search is budgeted in trials)."""
     start = time.perf_counter()
     split = validation_split(data, settings)
     spec, selection = select_hyperparameters(data, settings, progress, split)

@@ -3,7 +3,9 @@
 
 The interactions go to the driver as Arrow (the model is single-node by nature:
 ``implicit`` trains on one CSR matrix); what is done with them, model selection included,
-is ``jobs.recsys.training`` (numpy only).
+is ``jobs.recsys.training`` (numpy only). The candidates are scored on the executors
+(``jobs.shared.scoring``: the model's arrays broadcast, users scored where their history
+lies), so the driver holds the interaction matrix and the model, never all users' lists.
 
 The holdout, for the fairness audit (``jobs.stages.audit``): the chosen model is fitted once more
 on the split's fit part (selection keeps no fitted model), and its top-N for the validation
@@ -14,8 +16,8 @@ that made those lists never saw.
 Each run leaves in ``models/<run id>/``: ``model.npz`` (the model's arrays, and the
 weighting's per-title state when it has one), ``user_index.parquet`` and
 ``item_index.parquet`` (key <-> row), and the model card as ``model_card.json`` and
-``model_card.md`` (``jobs.recsys.model_card``). Progress goes to the ``jobs.stages.train`` logger and,
-the ``jobs.recsys.training`` logger.
+``model_card.md`` (``jobs.recsys.model_card``). Progress goes to the ``jobs.stages.train``
+and ``jobs.recsys.training`` loggers.
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ from jobs.recsys.training import (
     InteractionMatrix,
     TrainedModel,
     ValidationSplit,
+    candidate_columns,
     holdout_candidates,
-    recommend_batched,
     train_model,
     validation_split,
 )
-from jobs.shared.stage import StageResult, stage_main
+from jobs.shared.scoring import Scorer, score_on_executors
+from jobs.shared.stage import StageResult, read_silver, stage_main
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +65,10 @@ def candidates_table(
     model_version: str,
     run_date: date,
 ) -> pa.Table:
-    """Flat recommend output -> candidate rows with a 1-based rank per user."""
-    ranks = np.ones(len(rows), dtype=np.int32)
-    if len(rows):
-        new_user = np.r_[True, rows[1:] != rows[:-1]]
-        starts = np.flatnonzero(new_user)
-        ranks = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)])) + 1
-    return pa.table(
-        {
-            "user_key": data.user_keys[rows],
-            "content_id": data.content_ids[cols],
-            "score": scores.astype(np.float64),
-            "candidate_rank": ranks.astype(np.int32),
-            "model_version": np.full(len(rows), model_version),
-            "run_date": np.full(len(rows), run_date.isoformat()),
-        }
-    )
+    """Flat recommend output (rows and columns of ``data``) -> candidate rows with a
+    1-based rank per user."""
+    return pa.table(candidate_columns(data.user_keys, data.content_ids, rows, cols, scores, model_version,
+                                      run_date.isoformat()))
 
 
 # --- model selection on the run's own interactions ----------------------------------------
@@ -152,11 +143,6 @@ def run_model_card(
     )
 
 
-def _log_progress(phase: str, done: int, total: int) -> None:
-    if phase == "recommend":
-        log.info("candidates: %d/%d users", done, total)
-
-
 def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> StageResult:
     """silver/interactions of ``run_date`` -> models/<run id>/ and silver/candidates."""
     day = run_date.isoformat()
@@ -168,13 +154,20 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     if data.matrix.nnz == 0:
         raise StageError(f"silver/interactions has no rows for {day}: run the features stage first")
 
-    trained = train_model(data, config.model, progress=_log_progress)
+    trained = train_model(data, config.model)
     version = model_version(trained.spec.algorithm, run_id)
-    start = time.perf_counter()
-    rows, cols, scores = recommend_batched(
-        trained.model, trained.data.matrix, config.model.candidates_per_user, config.model.batch_users,
-        progress=lambda done, total: _log_progress("recommend", done, total),
+    state = weighting_state(data.matrix, trained.spec)
+    scorer = Scorer(
+        trained.spec, model_arrays(trained.model), state, data.content_ids, config.model.candidates_per_user,
+        config.model.batch_users, version, day,
     )
+    start = time.perf_counter()
+    log.info("candidates: scoring %d users on the executors", len(data.user_keys))
+    result.write(
+        score_on_executors(interactions, scorer, data.user_keys).select(*allowed_columns("silver/candidates")),
+        "silver/candidates",
+    )
+    candidates = read_silver(spark, config, "silver/candidates", [day]).count()
     recommend_seconds = time.perf_counter() - start
     start = time.perf_counter()
     split = trained.split or validation_split(data, config.model)
@@ -182,16 +175,9 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         data, split, trained.spec, config.model.candidates_per_user, config.model.batch_users
     )
     holdout_seconds = time.perf_counter() - start
-    card = run_model_card(config, run_date, run_id, data, trained, len(rows), recommend_seconds)
-    save_model(
-        trained.model, data, Path(config.model_dir(run_id)), card,
-        extra_arrays=weighting_state(data.matrix, trained.spec),
-    )
+    card = run_model_card(config, run_date, run_id, data, trained, candidates, recommend_seconds)
+    save_model(trained.model, data, Path(config.model_dir(run_id)), card, extra_arrays=state)
 
-    candidates = spark.createDataFrame(
-        candidates_table(data, rows, cols, scores, version, run_date)
-    ).select(*allowed_columns("silver/candidates"))
-    result.write(candidates, "silver/candidates")
     holdout_lists = candidates_table(data, h_rows, h_cols, h_scores, f"{version}-holdout", run_date)
     result.write(
         spark.createDataFrame(holdout_lists).select(*allowed_columns("silver/holdout_candidates")),
@@ -207,7 +193,8 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         model=trained.spec.parameters(),
         trained_users=len(data.user_keys),
         trained_items=len(data.content_ids),
-        candidates=len(rows),
+        candidates=candidates,
+        candidates_seconds=round(recommend_seconds, 2),
         selection_seconds=round(trained.selection_seconds, 2),
         training_seconds=round(trained.training_seconds, 2),
         holdout_users=int(np.count_nonzero(np.diff(split.validation.indptr))),
