@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from jobs.core.config import Config
@@ -106,8 +107,14 @@ def result_details(result: dict[str, Any], sensitive: bool) -> dict[str, Any] | 
 
 
 class Validator:
-    """An ephemeral Great Expectations context with a Spark data source, reused for every
-    frame of a run; optionally keeps results for Data Docs under ``docs_dir``."""
+    """An ephemeral Great Expectations context with a Spark data source and a pandas one,
+    reused for every frame of a run; optionally keeps results for Data Docs under
+    ``docs_dir``.
+
+    Tables are validated as Spark DataFrames (GE bundles a suite's aggregates into few
+    Spark jobs); profile frames, a few rows each, as pandas DataFrames (``small_frame``):
+    on them each Spark job would cost far more than the check itself.
+    """
 
     def __init__(self, docs_dir: str | None = None):
         import great_expectations as gx
@@ -119,7 +126,10 @@ class Validator:
         self.context = gx.get_context(mode="ephemeral")
         # No progress bars on the console (a nightly task's log is read by people).
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.source = self.context.data_sources.add_spark("fairshelf")
+        self.sources = {
+            "spark": self.context.data_sources.add_spark("fairshelf"),
+            "pandas": self.context.data_sources.add_pandas("fairshelf-profiles"),
+        }
         self.docs_dir = docs_dir
         self._names: dict[str, int] = {}
         if docs_dir:
@@ -133,14 +143,15 @@ class Validator:
             )
 
     def validate(
-        self, df: DataFrame, suite_name: str, parameters: dict[str, Any], *, frame: str | None = None
+        self, df: DataFrame | pd.DataFrame, suite_name: str, parameters: dict[str, Any], *, frame: str | None = None
     ) -> tuple[Any, dict[str, Any]]:
-        """Run ``suite_name`` on ``df``; returns GE's result and the suite's fairshelf meta."""
+        """Run ``suite_name`` on ``df`` (Spark or pandas); returns GE's result and the
+        suite's fairshelf meta."""
         suite = load_suite(suite_name)
         meta = dict(suite.meta.get("fairshelf", {}))
         suite = self.context.suites.add_or_update(suite)
         name = self._unique(frame or suite_name)
-        asset = self.source.add_dataframe_asset(name)
+        asset = self.sources["pandas" if isinstance(df, pd.DataFrame) else "spark"].add_dataframe_asset(name)
         batch_definition = asset.add_batch_definition_whole_dataframe("whole")
         definition = self.context.validation_definitions.add(
             self.gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
@@ -162,6 +173,11 @@ class Validator:
             return None
         self.context.build_data_docs(site_names=["fairshelf"])
         return str(Path(self.docs_dir) / "index.html")
+
+
+def small_frame(df: DataFrame) -> pd.DataFrame:
+    """A profile frame (a few rows per group, column or day) as pandas, for ``Validator``."""
+    return df.toPandas()
 
 
 def result_format(meta: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +273,7 @@ def validate_identifiers(
     for name, df in frames.items():
         one = qp.identifier_counts(df, name, q.identifier_patterns, q.identifier_exempt_columns)
         counts = one if counts is None else counts.unionByName(one)
-    ge_result, meta = validator.validate(counts, "identifiers", {}, frame=f"identifiers:{','.join(frames)}")
+    ge_result, meta = validator.validate(small_frame(counts), "identifiers", {}, frame=f"identifiers:{','.join(frames)}")
     return outcome_rows("identifiers", ge_result, meta, stage, run_id, run_date)
 
 

@@ -11,9 +11,10 @@ Each expectation's severity is GE's own ``severity`` field: ``critical`` is bloc
 run fails before publish), ``warning`` is recorded only. A GE checkpoint reports failure
 without raising; ``raise_on_blocking`` turns blocking failures into ``GateFailed``.
 
-Cost: each frame is cached once and validated once (GE bundles the aggregate metrics of a
-suite); checks across groups or runs validate small profile frames
-(``jobs.shared.quality_profiles``) computed in one pass each.
+Cost: each table is cached once and validated once as a Spark DataFrame (GE bundles the
+aggregate metrics of a suite); checks across groups or runs validate small profile frames
+(``jobs.shared.quality_profiles``), each computed in one Spark pass and validated as a
+pandas DataFrame (a few rows: a Spark job per metric would cost more than the check).
 
 Every result lands in ``gold/quality_results`` (one commit per run date; a rerun replaces
 it), with the observed volume and group shares that later runs compare with, and GE's
@@ -44,6 +45,7 @@ from jobs.shared.expectation_suites import (
     outcome_rows,
     raise_on_blocking,
     record_results,
+    small_frame,
     validate_identifiers,
 )
 from jobs.shared.stage import StageResult, stage_main
@@ -142,19 +144,20 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
         [tuple(r) for r in json.loads(previous[-1][1])] if previous else [], qp.SHARES
     )
     profile = qp.with_previous_shares(qp.group_shares(interactions, users, content), previous_shares).cache()
+    representation = small_frame(profile)
     parameters = suite_parameters(config, run_date, band)
 
     docs_dir = str((Path(config.report_dir(day)) / "quality").resolve()) if q.data_docs else None  # GE: absolute
     validator = Validator(docs_dir)
     frames = {
         "landing_events": landing,
-        "volume": spark.createDataFrame([qp.volume_row(band)], qp.VOLUME),
+        "volume": small_frame(spark.createDataFrame([qp.volume_row(band)], qp.VOLUME)),
         "silver_events": events,
         "user_features": users,
         "content": content,
         "interactions": interactions,
-        "representation": profile,
-        "representation_drift": qp.representation_drift(profile),
+        "representation": representation,
+        "representation_drift": small_frame(qp.representation_drift(profile)),
     }
     outcomes = []
     for suite_name, frame in frames.items():
@@ -165,7 +168,8 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     validation_seconds = time.perf_counter() - started
 
     passed = all(o.success for o in outcomes)
-    shares = [[r["population"], r["dimension"], r["group"], r["share"]] for r in profile.where("group_count > 0").collect()]
+    present = representation[representation["group_count"] > 0]
+    shares = [[r.population, r.dimension, r.group, float(r.share)] for r in present.itertuples()]
     observations = [
         observation_row(result, "volume", "observed landing_rows", band.landing_rows, passed),
         observation_row(result, "representation", "observed group shares", sorted(shares), passed),
