@@ -152,8 +152,8 @@ def assemble_result(
     those of the largest series point (where the other ratios are measured too); each
     point also carries its own, and the goals read the 1M point's ``fairshelf_vs_bare``."""
     largest = series[-1] if series else {}
-    for key, share in (("validation_share", validation_share), ("fairshelf_vs_bare", fairshelf_vs_bare)):
-        found = share(largest) if largest else None
+    for key, read_off in (("validation_share", validation_share), ("fairshelf_vs_bare", fairshelf_vs_bare)):
+        found = read_off(largest) if largest else None
         if found is not None:
             ratio_details = {**ratio_details, key: found}
     ratios = ratios_of(ratio_details)
@@ -266,7 +266,7 @@ def summary_table(result: dict[str, Any]) -> str:
     for point in result["series"]:
         driver = point.get("peak_rss_by_kind_mb", {}).get("driver")
         lines.append(
-            f"{point['events']:>10,} {point['seconds']:>8.1f} {point['seconds'] / point['events']:>9.2e} "
+            f"{point['events']:>10,} {point['seconds']:>8.1f} {point['seconds_per_event']:>9.2e} "
             f"{point['peak_rss_mb']:>12,.0f} {'-' if driver is None else f'{driver:,.0f}':>10} "
             + " ".join(f"{point['stage_seconds'][s]:>9.1f}" for s in stages)
         )
@@ -281,9 +281,9 @@ def summary_table(result: dict[str, Any]) -> str:
     for point in result["series"]:
         bare = point.get("bare")
         if bare:
-            phases = ", ".join(f"{k} {v:.1f}" for k, v in bare["phase_seconds"].items())
+            bare_phases = ", ".join(f"{k} {v:.1f}" for k, v in bare["phase_seconds"].items())
             lines.append(f"{point['events']:>10,} {bare['seconds']:>8.1f} (+{bare['spark_start_seconds']:.1f} Spark "
-                         f"start-up; {phases}); fairshelf {point['seconds']:.1f}: "
+                         f"start-up; {bare_phases}); fairshelf {point['seconds']:.1f}: "
                          f"fairshelf_vs_bare {point['fairshelf_vs_bare']['ratio']:.2f}")
     lines += ["", "ratios (median / median)"]
     for key, value in result["ratios"].items():
