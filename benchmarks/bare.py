@@ -133,15 +133,16 @@ def top_unseen(rows: csr_matrix, weights: np.ndarray, n: int) -> tuple[np.ndarra
 def run_bare(
     spark: SparkSession, lakehouse: Path, run_date: date, out: Path, salt: str,
     regularization: float = EASE_LAMBDA, shelf_size: int = SHELF_SIZE, batch_users: int = BATCH_USERS,
+    history_days: int = HISTORY_DAYS,
 ) -> dict[str, Any]:
-    """The bare pipeline on ``lakehouse``'s landing zone; shelves to ``out``
-    (recommendations.parquet). Returns phase seconds and sizes."""
+    """The bare pipeline on ``lakehouse``'s landing zone, the ``history_days`` up to
+    ``run_date``; shelves to ``out`` (recommendations.parquet). Returns phase seconds and sizes."""
     landing = Path(lakehouse) / "landing"
     phase: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
     started = time.perf_counter()
     catalog = spark.read.parquet(str(landing / "catalog"))
-    views = views_per_user_title(filter_valid_events(read_events(spark, landing, run_date), catalog), salt).toArrow()
+    views = views_per_user_title(filter_valid_events(read_events(spark, landing, run_date, history_days), catalog), salt).toArrow()
     phase["read_aggregate_collect"] = time.perf_counter() - started
 
     started = time.perf_counter()

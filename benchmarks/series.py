@@ -365,20 +365,21 @@ def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> Non
 
 def bare_worker(lakehouse: Path, out: Path) -> None:
     """In the measured process: the bare pipeline (``benchmarks.bare``) on ``lakehouse``'s
-    landing zone, with the Spark settings of fairshelf's runs; shelves to
-    ``<lakehouse>/bare/``, timings to ``out``."""
+    landing zone, with the Spark settings, shelf size and history window of fairshelf's
+    runs; shelves to ``<lakehouse>/bare/``, timings to ``out``."""
     from benchmarks import bare
 
-    spark_settings = benchmark_config(lakehouse).spark
+    config = benchmark_config(lakehouse)
     phase = phase_file(out)
     phase.write_text("spark_start")
     started = time.perf_counter()
-    spark = bare.build_session(spark_settings.master, spark_settings.driver_memory, spark_settings.shuffle_partitions)
+    spark = bare.build_session(config.spark.master, config.spark.driver_memory, config.spark.shuffle_partitions)
     spark_start = time.perf_counter() - started
     shutil.rmtree(lakehouse / "bare", ignore_errors=True)
     try:
         phase.write_text("bare")
-        summary = bare.run_bare(spark, lakehouse, RUN_DATE, lakehouse / "bare", salt=secrets.token_hex(16))
+        summary = bare.run_bare(spark, lakehouse, RUN_DATE, lakehouse / "bare", salt=secrets.token_hex(16),
+                                shelf_size=config.shelf.size, history_days=config.shelf.history_days)
     finally:
         phase.write_text("spark_stop")
         spark.stop()

@@ -341,3 +341,5 @@ def test_the_bare_pipeline_writes_ranked_shelves_from_a_landing_zone(spark, tmp_
     for _, shelf in shelves.groupby("user_key"):
         assert list(shelf["rank"]) == list(range(1, len(shelf) + 1)) and len(shelf) <= 5
         assert shelf["content_id"].is_unique and shelf["score"].is_monotonic_decreasing
+    last_day = bare.run_bare(spark, tmp_path, D, tmp_path / "bare-1", salt="s", shelf_size=5, history_days=1)
+    assert 0 < last_day["interactions"] < summary["interactions"]  # the window holds one of the two days
