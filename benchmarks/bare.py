@@ -142,7 +142,8 @@ def run_bare(
 
     started = time.perf_counter()
     catalog = spark.read.parquet(str(landing / "catalog"))
-    views = views_per_user_title(filter_valid_events(read_events(spark, landing, run_date, history_days), catalog), salt).toArrow()
+    events = filter_valid_events(read_events(spark, landing, run_date, history_days), catalog)
+    views = views_per_user_title(events, salt).toArrow()
     phase["read_aggregate_collect"] = time.perf_counter() - started
 
     started = time.perf_counter()
