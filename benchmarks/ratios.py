@@ -18,7 +18,15 @@ the same input.
   cached DataFrame, partitioned by ``run_date`` both ways, into an existing table.
 
 Each function runs its pair interleaved (a, b, a, b, ...) after an optional untimed
-warm-up of both, and returns a :class:`Pair`: the ratio of the medians plus every time.
+warm-up of both, and returns a :class:`Pair`: the ratio of the medians
+(``ratio_of_medians``) plus every time.
+
+Two ratios are read off a recorded series point instead (pure functions of its dict):
+
+- ``validation_share``: the quality stage + the rerank's re-check of the shelves / the
+  nightly run;
+- ``fairshelf_vs_bare``: the nightly run / the bare pipeline (``benchmarks/bare.py``) on the
+  same landing zone, both without Spark start-up.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 RATIO_KEYS = (
+    "fairshelf_vs_bare",
     "privacy_vs_copy",
     "implicit_vs_mllib_speedup",
     "rerank_vs_topk",
@@ -59,7 +68,7 @@ class Pair:
 
     @property
     def ratio(self) -> float:
-        return statistics.median(self.numerator_seconds) / statistics.median(self.denominator_seconds)
+        return ratio_of_medians(self.numerator_seconds, self.denominator_seconds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +79,43 @@ class Pair:
             "denominator_seconds": [_significant(s) for s in self.denominator_seconds],
             **self.detail,
         }
+
+
+def ratio_of_medians(numerator_seconds: Sequence[float], denominator_seconds: Sequence[float]) -> float:
+    """median(numerator) / median(denominator): the ratio of a timed pair (``Pair.ratio``,
+    and the recorded ``ratio_details`` of latest.json)."""
+    return statistics.median(numerator_seconds) / statistics.median(denominator_seconds)
+
+
+def validation_share(point: dict[str, Any]) -> dict[str, Any] | None:
+    """The share of a nightly run spent validating: the whole ``quality`` stage (its reads
+    included) plus the re-rank stage's re-check of the shelves and their Great Expectations
+    suite (``stage_metric_seconds.rerank.validation_seconds``), over the run's seconds; None
+    when the run had no quality stage."""
+    stages, timings = point.get("stage_seconds", {}), point.get("stage_metric_seconds", {})
+    if "quality" not in stages:
+        return None
+    seconds = stages["quality"] + timings.get("rerank", {}).get("validation_seconds", 0.0)
+    return {"ratio": round(seconds / point["seconds"], 4), "validation_seconds": round(seconds, 2),
+            "numerator": "quality stage + rerank validation_seconds", "denominator": "the nightly run",
+            "run_seconds": point["seconds"], "events": point["events"]}
+
+
+def fairshelf_vs_bare(point: dict[str, Any]) -> dict[str, Any] | None:
+    """fairshelf's nightly run seconds / the bare pipeline's seconds on the same landing zone
+    (``point["bare"]``), both medians and both without Spark start-up (fairshelf: the wall
+    time of ``run_pipeline``; bare: its four phases); None when the point has no bare run."""
+    bare = point.get("bare")
+    if not bare:
+        return None
+    return {"ratio": round(point["seconds"] / bare["seconds"], 4),
+            "numerator": "fairshelf nightly run (run_pipeline, Spark start-up excluded)",
+            "denominator": "bare pipeline (benchmarks/bare.py: read+aggregate+collect, fit, top-N, write; "
+                           "Spark start-up excluded)",
+            "fairshelf_seconds": point["seconds"], "bare_seconds": bare["seconds"],
+            "ratio_with_spark_start": round((point["seconds"] + point["spark_start_seconds"])
+                                      / (bare["seconds"] + bare["spark_start_seconds"]), 4),
+            "events": point["events"]}
 
 
 def _significant(value: float, digits: int = 4) -> float:
@@ -325,13 +371,3 @@ def publish_vs_parquet(
     result = time_pair(pair, publish, parquet, repeats, warmup)
     df.unpersist()
     return result
-
-
-def ratios_of(pairs: dict[str, Pair]) -> dict[str, float | None]:
-    """The ``ratios`` object of latest.json: every contract key, measured or null."""
-    ratios: dict[str, float | None] = {key: None for key in RATIO_KEYS}
-    for key, pair in pairs.items():
-        if key not in ratios:
-            raise KeyError(f"{key!r} is not a benchmark ratio; ratios are {', '.join(RATIO_KEYS)}")
-        ratios[key] = round(pair.ratio, 3)
-    return ratios

@@ -1,14 +1,16 @@
-"""The performance harness: ``python -m benchmarks.run --sizes 50000,200000,1000000``.
+"""The performance harness: ``python -m benchmarks.run`` (default series 1M, 4M, 16M events).
 
 Writes ``benchmarks/results/latest.json`` (DESIGN.md, Interfaces: Benchmarks):
 
+- ``series``: one point per size: whole nightly runs of fairshelf and, interleaved with
+  them on the same landing zone, of the bare pipeline (``benchmarks.bare``), each in its
+  own process with the peak memory of its process tree (``benchmarks.series``);
 - ``ratios``: ``privacy_vs_copy``, ``implicit_vs_mllib_speedup``, ``rerank_vs_topk``,
   ``publish_vs_parquet`` (``benchmarks.ratios``), measured in one Spark process on the
-  lakehouse of the largest series point after its run; ``validation_share`` is null until
-  Great Expectations runs in the pipeline (see ``notes``);
-- ``series``: ``{events, seconds, peak_rss_mb}`` of whole nightly runs, one per size, with
-  per-stage seconds and every repeat (``benchmarks.series``);
-- ``machine``: cores, memory, Python, Java, library versions, load averages, date;
+  lakehouse of the largest series point after its run; ``validation_share`` and
+  ``fairshelf_vs_bare`` read off that point;
+- ``machine``: cores, CPU, memory, Python, Java, library versions, load averages, date;
+- ``goals``: issue 14's "done when" checks, observed and met or not (``benchmarks.goals``);
 - ``ratio_details`` (every time behind each ratio) and ``notes``.
 
 Every measurement runs at least twice (``--repeats``, ``--ratio-repeats``) and the median
@@ -35,23 +37,26 @@ from typing import Any
 
 import psutil
 
-from benchmarks.ratios import RATIO_KEYS
-from benchmarks.series import REPO, RUN_DATE, benchmark_config, pipeline_worker, run_series_point
+from benchmarks.goals import evaluate_goals
+from benchmarks.ratios import RATIO_KEYS, fairshelf_vs_bare, validation_share
+from benchmarks.series import REPO, RUN_DATE, bare_worker, benchmark_config, pipeline_worker, run_series_point
 from benchmarks.snapshot import WORKING_TREE, snapshot_code, working_tree_changes
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 LATEST = HERE / "results" / "latest.json"
-DEFAULT_SIZES = (50_000, 200_000, 1_000_000)
+DEFAULT_SIZES = (1_000_000, 4_000_000, 16_000_000)
 QUICK_SIZES = (14_000,)
-TOP_KEYS = ("ratios", "series", "machine")
+TOP_KEYS = ("ratios", "series", "machine", "goals")
 SERIES_KEYS = ("events", "seconds", "peak_rss_mb")
 MACHINE_KEYS = ("cores", "memory_gb", "python", "java", "pyspark", "deltalake", "implicit",
                 "load_average_start", "load_average_end", "date")
-VALIDATION_NOTE = (
-    "validation_share is null: the measured code has no quality stage (jobs/stages/quality.py), so "
-    "there is no validation time to measure."
-)
+NULL_RATIO_NOTES = {  # why a ratio read off the series may be null
+    "validation_share": "validation_share is null: the measured code has no quality stage "
+                        "(jobs/stages/quality.py), so there is no validation time to measure.",
+    "fairshelf_vs_bare": "fairshelf_vs_bare is null: the largest series point has no run of the bare "
+                         "pipeline (benchmarks/bare.py).",
+}
 
 
 class BenchmarkResultError(ValueError):
@@ -130,19 +135,6 @@ def run_ratios(lakehouse: Path, work_dir: Path, repeats: int, timeout: float, co
 
 # --- the result --------------------------------------------------------------------------------
 
-def validation_share(point: dict[str, Any]) -> dict[str, Any] | None:
-    """The share of a nightly run spent validating: the whole ``quality`` stage (its reads
-    included) plus the re-rank stage's re-check of the shelves and their Great Expectations
-    suite, over the run's seconds; None when the run had no quality stage."""
-    stages, timings = point.get("stage_seconds", {}), point.get("stage_metric_seconds", {})
-    if "quality" not in stages:
-        return None
-    seconds = stages["quality"] + timings.get("rerank", {}).get("validation_seconds", 0.0)
-    return {"ratio": round(seconds / point["seconds"], 4), "validation_seconds": round(seconds, 2),
-            "numerator": "quality stage + rerank validation_seconds", "denominator": "the nightly run",
-            "run_seconds": point["seconds"], "events": point["events"]}
-
-
 def ratios_of(details: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """The ``ratios`` object: every contract key, measured (from ``details``) or null."""
     unknown = set(details) - set(RATIO_KEYS)
@@ -155,18 +147,22 @@ def assemble_result(
     ratio_details: dict[str, dict[str, Any]], series: list[dict[str, Any]], machine: dict[str, Any],
     notes: list[str] | None = None,
 ) -> dict[str, Any]:
-    """latest.json: the contract's ``ratios``, ``series``, ``machine``, then ``notes`` and
-    ``ratio_details``; ``validation_share`` is that of the largest series point (the
-    benchmark data)."""
-    share = validation_share(series[-1]) if series else None
-    if share is not None:
-        ratio_details = {**ratio_details, "validation_share": share}
+    """latest.json: the contract's ``ratios``, ``series``, ``machine``, then ``goals``,
+    ``notes`` and ``ratio_details``. ``validation_share`` and ``fairshelf_vs_bare`` are
+    those of the largest series point (where the other ratios are measured too); each
+    point also carries its own, and the goals read the 1M point's ``fairshelf_vs_bare``."""
+    largest = series[-1] if series else {}
+    for key, read_off in (("validation_share", validation_share), ("fairshelf_vs_bare", fairshelf_vs_bare)):
+        found = read_off(largest) if largest else None
+        if found is not None:
+            ratio_details = {**ratio_details, key: found}
     ratios = ratios_of(ratio_details)
     notes = list(notes or [])
-    if ratios["validation_share"] is None:
-        notes.insert(0, VALIDATION_NOTE)
-    result = {"ratios": ratios, "series": series, "machine": machine, "notes": notes,
-              "ratio_details": ratio_details}
+    for key, why in NULL_RATIO_NOTES.items():
+        if ratios[key] is None:
+            notes.insert(0, why)
+    result = {"ratios": ratios, "series": series, "machine": machine,
+              "goals": evaluate_goals(ratios, series), "notes": notes, "ratio_details": ratio_details}
     check_result(result)
     return result
 
@@ -180,8 +176,12 @@ def check_result(result: dict[str, Any]) -> None:
     for key, value in ratios.items():
         if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
             problems.append(f"ratios.{key} is {value!r}: a positive number or null")
-    if ratios.get("validation_share") is None and not any("validation_share" in n for n in result.get("notes", [])):
-        problems.append("validation_share is null and no note says why")
+    for key in NULL_RATIO_NOTES:
+        if ratios.get(key) is None and not any(key in n for n in result.get("notes", [])):
+            problems.append(f"{key} is null and no note says why")
+    goals = result.get("goals")
+    if not isinstance(goals, list) or any(not isinstance(g, dict) or "met" not in g for g in goals):
+        problems.append("goals is not a list of {goal, statement, observed, met}")
     series = result.get("series")
     if not isinstance(series, list):
         problems.append("series is not a list")
@@ -206,6 +206,17 @@ def java_version() -> str | None:
     return found.group(1) if found else (first[0] if first else None)
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def _version(package: str) -> str | None:
     try:
         return version(package)
@@ -220,6 +231,7 @@ def machine_info(code: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "cores": os.cpu_count(),
         "physical_cores": psutil.cpu_count(logical=False),
+        "cpu_model": cpu_model(),
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "python": platform.python_version(),
         "java": java_version(),
@@ -247,11 +259,15 @@ def summary_table(result: dict[str, Any]) -> str:
     """The result as a few plain-text tables."""
     lines = []
     stages = list(result["series"][0]["stage_seconds"]) if result["series"] else []
-    header = f"{'events':>10} {'seconds':>8} {'peak RSS MB':>12} " + " ".join(f"{s:>9}" for s in stages)
-    lines += ["nightly runs (median seconds, max peak RSS of the process tree)", header, "-" * len(header)]
+    header = (f"{'events':>10} {'seconds':>8} {'s/event':>9} {'peak RSS MB':>12} {'driver MB':>10} "
+              + " ".join(f"{s:>9}" for s in stages))
+    lines += ["nightly runs (median seconds, max peak RSS of the process tree, the driver's own peak)", header,
+              "-" * len(header)]
     for point in result["series"]:
+        driver = point.get("peak_rss_by_kind_mb", {}).get("driver")
         lines.append(
-            f"{point['events']:>10,} {point['seconds']:>8.1f} {point['peak_rss_mb']:>12,.0f} "
+            f"{point['events']:>10,} {point['seconds']:>8.1f} {point['seconds_per_event']:>9.2e} "
+            f"{point['peak_rss_mb']:>12,.0f} {'-' if driver is None else f'{driver:,.0f}':>10} "
             + " ".join(f"{point['stage_seconds'][s]:>9.1f}" for s in stages)
         )
     phases = list(result["series"][0].get("stage_peak_rss_mb", {})) if result["series"] else []
@@ -261,6 +277,14 @@ def summary_table(result: dict[str, Any]) -> str:
         for point in result["series"]:
             peaks = [point["stage_peak_rss_mb"][p] for p in phases]
             lines.append(f"{point['events']:>10,} " + " ".join("          -" if v is None else f"{v:>11,.0f}" for v in peaks))
+    lines += ["", "bare pipeline (benchmarks/bare.py) on the same landing zones, median seconds"]
+    for point in result["series"]:
+        bare = point.get("bare")
+        if bare:
+            bare_phases = ", ".join(f"{k} {v:.1f}" for k, v in bare["phase_seconds"].items())
+            lines.append(f"{point['events']:>10,} {bare['seconds']:>8.1f} (+{bare['spark_start_seconds']:.1f} Spark "
+                         f"start-up; {bare_phases}); fairshelf {point['seconds']:.1f}: "
+                         f"fairshelf_vs_bare {point['fairshelf_vs_bare']['ratio']:.2f}")
     lines += ["", "ratios (median / median)"]
     for key, value in result["ratios"].items():
         detail = result.get("ratio_details", {}).get(key)
@@ -269,6 +293,10 @@ def summary_table(result: dict[str, Any]) -> str:
     machine = result["machine"]
     lines += ["", f"{machine['cores']} cores, {machine['memory_gb']} GB, load {machine['load_average_start']} "
               f"-> {machine['load_average_end']}, {machine['date']}"]
+    lines += ["", "goals (issue 14)"]
+    for goal in result.get("goals", []):
+        met = {True: "met", False: "NOT met", None: "not measured"}[goal["met"]]
+        lines.append(f"  {met:<13} {goal['statement']}: observed {goal['observed']}")
     lines += [f"note: {n}" for n in result.get("notes", [])]
     return "\n".join(lines)
 
@@ -286,17 +314,17 @@ def _sizes(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=_sizes, default=None,
-                        help="events per series point, comma-separated (default 50000,200000,1000000)")
+                        help="events per series point, comma-separated (default 1000000,4000000,16000000)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run, written to benchmarks/work/quick.json")
     parser.add_argument("--repeats", type=int, default=None, help="nightly runs per size (default 2, quick 1)")
     parser.add_argument("--ratio-repeats", type=int, default=None, help="timed runs per ratio side (default 3, quick 1)")
     parser.add_argument("--out", type=Path, default=None, help="result file (default benchmarks/results/latest.json)")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds a single run may take")
+    parser.add_argument("--timeout", type=float, default=4 * 3600.0, help="seconds a single run may take")
     parser.add_argument("--code", default="HEAD",
                         help="git revision whose jobs/ is measured (default HEAD), or 'working-tree' "
                              "for the checkout as it is, uncommitted edits included")
     parser.add_argument("--work", type=Path, default=WORK, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", choices=("pipeline", "ratios"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("pipeline", "bare", "ratios"), help=argparse.SUPPRESS)
     parser.add_argument("--lakehouse", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--code-version", default=None, help=argparse.SUPPRESS)  # set in a snapshot
     args = parser.parse_args(argv)
@@ -328,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker == "pipeline":
         pipeline_worker(args.lakehouse, args.out, args.code_version)
         return 0
+    if args.worker == "bare":
+        bare_worker(args.lakehouse, args.out)
+        return 0
     if args.worker == "ratios":
         ratios_worker(args.lakehouse, args.out, args.ratio_repeats, args.code_version)
         return 0
@@ -354,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         f"jobs.orchestration.pipeline.run_pipeline for {RUN_DATE}, each in its own process; seconds = median of "
         f"{args.repeats} run(s) of run_pipeline (Spark start-up excluded, see spark_start_seconds), "
         "peak_rss_mb = max over those runs of the peak summed RSS of the worker process tree "
-        "(driver + Spark JVM + Python workers; pages shared by forked workers count once per process).",
+        "(driver + Spark JVM + Python workers; pages shared by forked workers count once per process); "
+        "peak_rss_by_kind_mb = each kind's own peak (driver = the Python driver process; jvm = the Spark "
+        "JVM, which in local mode holds the executors too).",
+        f"bare: benchmarks/bare.py on the same landing zone, {args.repeats} run(s) interleaved with "
+        "fairshelf's (fairshelf, bare, ...); seconds = its four phases, Spark start-up excluded as for "
+        "fairshelf, so fairshelf_vs_bare = fairshelf seconds / bare seconds, both without Spark start-up.",
         f"ratios: measured on the {args.sizes[-1]:,}-event lakehouse, medians of {args.ratio_repeats} "
         "interleaved timed run(s) per side after an untimed warm-up; see ratio_details.",
         "The machine is shared with other jobs: compare load_average_start/end and each run's "

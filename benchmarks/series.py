@@ -27,14 +27,17 @@ from typing import Any
 
 import psutil
 
+from benchmarks.ratios import fairshelf_vs_bare, validation_share
+
 REPO = Path(__file__).resolve().parent.parent
 RUN_DATE = date(2026, 11, 25)
 DAYS = 7
 SAMPLE_SECONDS = 0.1
 PSS_EVERY = 10  # samples; PSS reads /proc/<pid>/smaps_rollup, too slow for every sample
 MB = 1024 * 1024
-# What a repeat removes from a series lakehouse, so that each run is a first run.
-OUTPUT_DIRS = ("silver", "gold", "quarantine", "models", "reports")
+# What a repeat removes from a series lakehouse, so that each run is a first run
+# ("bare" is the bare pipeline's output, benchmarks.bare).
+OUTPUT_DIRS = ("silver", "gold", "quarantine", "models", "reports", "bare")
 
 
 def spec_for(events: int, seed: int = 42):
@@ -212,6 +215,47 @@ def point_stage_metrics(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"stage_metric_seconds": medians}
 
 
+def peaks_by_kind(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """``peak_rss_by_kind_mb`` of a series point: per kind of process (driver, jvm,
+    python_workers, other), its own peak RSS, the max over the point's runs."""
+    kinds = sorted({kind for r in runs for kind in r["max_rss_by_kind_mb"]})
+    return {kind: max(r["max_rss_by_kind_mb"].get(kind, 0.0) for r in runs) for kind in kinds}
+
+
+def bare_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``bare`` entry of a series point: median seconds (phases and Spark start-up
+    too), max peak RSS, over the bare pipeline's runs."""
+    phases = runs[0]["phase_seconds"].keys()
+    return {
+        "seconds": round(statistics.median(r["seconds"] for r in runs), 2),
+        "spark_start_seconds": round(statistics.median(r["spark_start_seconds"] for r in runs), 2),
+        "phase_seconds": {p: round(statistics.median(r["phase_seconds"][p] for r in runs), 2) for p in phases},
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "peak_rss_by_kind_mb": peaks_by_kind(runs),
+        **{k: runs[0][k] for k in ("users", "items", "interactions", "shelf_rows", "ease_regularization")},
+        "runs": runs,
+    }
+
+
+def _measured_worker(kind: str, events: int, repeat: int, lakehouse: Path, work_dir: Path, timeout: float,
+                     code_version: str) -> dict[str, Any]:
+    """One run of ``python -m benchmarks.run --worker <kind>`` on ``lakehouse``, its process
+    tree sampled: the worker's JSON, the tree's peaks and the load when it started."""
+    name = f"series-{events}-{kind}{repeat}"
+    out, log = work_dir / f"{name}.json", work_dir / f"{name}.log"
+    out.unlink(missing_ok=True)
+    phase_file(out).unlink(missing_ok=True)
+    load = os.getloadavg()
+    peak = measure_process_tree(
+        [sys.executable, "-m", "benchmarks.run", "--worker", kind,
+         "--lakehouse", str(lakehouse), "--out", str(out), "--code-version", code_version],
+        log, timeout, phase_file=phase_file(out),
+    )
+    if peak.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"the {kind} run on {events:,} events failed (exit {peak.returncode}); see {log}")
+    return {**json.loads(out.read_text()), **asdict(peak), "load_average": [round(x, 2) for x in load]}
+
+
 def run_series_point(
     events: int, work_dir: Path, repeats: int, timeout: float, code_version: str
 ) -> dict[str, Any]:
@@ -226,34 +270,20 @@ def run_series_point(
     landing = generate_landing(lakehouse, spec)
     generate_seconds = time.perf_counter() - started
 
-    runs = []
-    for repeat in range(repeats):
+    runs, bare_runs = [], []
+    for repeat in range(repeats):  # fairshelf, bare, fairshelf, bare: load changes touch both
         clear_outputs(lakehouse)
-        out = work_dir / f"series-{events}-run{repeat}.json"
-        out.unlink(missing_ok=True)
-        phase_file(out).unlink(missing_ok=True)
-        load = os.getloadavg()
-        peak = measure_process_tree(
-            [sys.executable, "-m", "benchmarks.run", "--worker", "pipeline",
-             "--lakehouse", str(lakehouse), "--out", str(out), "--code-version", code_version],
-            work_dir / f"series-{events}-run{repeat}.log",
-            timeout,
-            phase_file=phase_file(out),
-        )
-        if peak.returncode != 0 or not out.is_file():
-            raise RuntimeError(
-                f"the nightly run on {events:,} events failed (exit {peak.returncode}); "
-                f"see {work_dir / f'series-{events}-run{repeat}.log'}"
-            )
-        worker = json.loads(out.read_text())
-        runs.append({**worker, **asdict(peak), "load_average": [round(x, 2) for x in load]})
+        runs.append(_measured_worker("pipeline", events, repeat, lakehouse, work_dir, timeout, code_version))
+        # the bare pipeline reads only landing/; fairshelf's last run stays for the ratios
+        bare_runs.append(_measured_worker("bare", events, repeat, lakehouse, work_dir, timeout, code_version))
 
     stages = runs[0]["stage_seconds"].keys()
-    return {
+    point = {
         **point_stage_metrics(runs),
         "events": landing.events,
         "seconds": round(statistics.median(r["seconds"] for r in runs), 2),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "peak_rss_by_kind_mb": peaks_by_kind(runs),
         "peak_pss_mb": max((r["peak_pss_mb"] for r in runs if r["peak_pss_mb"] is not None), default=None),
         "stage_seconds": {s: round(statistics.median(r["stage_seconds"][s] for r in runs), 2) for s in stages},
         # null: the stage was too short for any sample to fall in it
@@ -271,7 +301,12 @@ def run_series_point(
         "generate_seconds": round(generate_seconds, 2),
         "lakehouse": lakehouse.name,  # under the work directory (benchmarks/work/)
         "runs": runs,
+        "bare": bare_summary(bare_runs),
     }
+    point["seconds_per_event"] = float(f"{point['seconds'] / point['events']:.4g}")
+    point["validation_share"] = validation_share(point)
+    point["fairshelf_vs_bare"] = fairshelf_vs_bare(point)
+    return point
 
 
 def benchmark_config(lakehouse: Path | str, code_version: str | None = None):
@@ -326,3 +361,26 @@ def pipeline_worker(lakehouse: Path, out: Path, code_version: str | None) -> Non
         "model": metrics["train"].get("model"),
         "shelf_rows": metrics["publish"]["shelf_rows"],
     }, indent=2))
+
+
+def bare_worker(lakehouse: Path, out: Path) -> None:
+    """In the measured process: the bare pipeline (``benchmarks.bare``) on ``lakehouse``'s
+    landing zone, with the Spark settings, shelf size and history window of fairshelf's
+    runs; shelves to ``<lakehouse>/bare/``, timings to ``out``."""
+    from benchmarks import bare
+
+    config = benchmark_config(lakehouse)
+    phase = phase_file(out)
+    phase.write_text("spark_start")
+    started = time.perf_counter()
+    spark = bare.build_session(config.spark.master, config.spark.driver_memory, config.spark.shuffle_partitions)
+    spark_start = time.perf_counter() - started
+    shutil.rmtree(lakehouse / "bare", ignore_errors=True)
+    try:
+        phase.write_text("bare")
+        summary = bare.run_bare(spark, lakehouse, RUN_DATE, lakehouse / "bare", salt=secrets.token_hex(16),
+                                shelf_size=config.shelf.size, history_days=config.shelf.history_days)
+    finally:
+        phase.write_text("spark_stop")
+        spark.stop()
+    out.write_text(json.dumps({**summary, "spark_start_seconds": round(spark_start, 2)}, indent=2))
