@@ -207,8 +207,9 @@ class QualitySettings:
     landing_key_mostly: UnitInterval = 0.95
     landing_value_mostly: UnitInterval = 0.95
     # Volume: the run date's landing rows within [low, high] x the median of the previous
-    # `volume_history_runs` successful runs; no check (a warning) with fewer than
-    # `volume_min_history` of them.
+    # `volume_history_runs` successful runs; with fewer than `volume_min_history` of them
+    # (a new deployment), of the earlier landing days' row counts instead; no check (a
+    # warning) with fewer than `volume_min_history` of those either.
     volume_band_low: PositiveShare = 0.5
     volume_band_high: Annotated[float, Field(ge=1.0)] = 2.0
     volume_history_runs: PositiveInt = 7

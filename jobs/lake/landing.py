@@ -77,6 +77,36 @@ def landing_event_dates(config: Config) -> list[str]:
     return sorted(p.name[5:] for p in root.iterdir() if p.is_dir() and p.name.startswith("date="))
 
 
+def landing_row_count(path: str) -> int:
+    """The rows of a landing folder, counted without Spark: Parquet footers, lines of
+    JSON Lines, lines after the header of CSV (a quoted field across lines would count
+    twice: a baseline's estimate, not a validation)."""
+    fmt, files = landing_files(path)
+    if fmt == "parquet":
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    rows = 0
+    for name in files:
+        lines, last = 0, b"\n"
+        with open(name, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        rows += lines + (last != b"\n") - (fmt == "csv")
+    return rows
+
+
+def earlier_landing_counts(config: Config, day: str, most: int) -> list[int]:
+    """Row counts (``landing_row_count``) of the last ``most`` landing partitions before
+    ``day``, oldest first; folders without data files are left out."""
+    counts = []
+    for earlier in [d for d in landing_event_dates(config) if d < day][-most:]:
+        try:
+            counts.append(landing_row_count(events_path(config, earlier)))
+        except StageError:
+            continue
+    return counts
+
+
 def landing_account_ids(spark: SparkSession, config: Config) -> DataFrame:
     """Every distinct non-null ``account_id`` of the landing zone: profiles, the viewing
     events of every day, and the retained erasure requests (folders that hold data)."""

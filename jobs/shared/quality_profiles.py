@@ -141,38 +141,55 @@ def representation_drift(profile: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class VolumeBand:
-    """The landing volume of the run date against the counts of the previous runs."""
+    """The landing volume of the run date against a baseline of earlier counts."""
 
     landing_rows: int
-    history_runs: int
-    trailing_median: float | None  # None: fewer previous runs than required
+    baseline_size: int  # how many earlier counts the median is taken of
+    trailing_median: float | None  # None: fewer earlier counts than required
     min_rows: float | None
     max_rows: float | None
+    baseline: str = "previous runs"  # or "earlier landing days" (``volume_baseline``), or "none"
+
+
+def volume_baseline(
+    run_counts: Sequence[int], landing_counts: Sequence[int], min_history: int
+) -> tuple[list[int], str]:
+    """What the day's volume is compared with: the landing rows the previous successful
+    runs observed, when there are at least ``min_history``; else, from the first night of
+    a deployment on, the row counts of the earlier landing days, when there are at least
+    ``min_history`` of those; else nothing (the check is then a warning)."""
+    if len(run_counts) >= min_history:
+        return list(run_counts), "previous runs"
+    if len(landing_counts) >= min_history:
+        return list(landing_counts), "earlier landing days"
+    return list(run_counts), "none"
 
 
 def volume_band(
-    landing_rows: int, previous_counts: Sequence[int], min_history: int, low: float, high: float
+    landing_rows: int, previous_counts: Sequence[int], min_history: int, low: float, high: float,
+    baseline: str = "previous runs",
 ) -> VolumeBand:
-    """Band = [low, high] x the median of ``previous_counts`` (the trailing runs, newest
-    last), or no band when fewer than ``min_history`` previous counts exist."""
+    """Band = [low, high] x the median of ``previous_counts`` (newest last), or no band
+    when fewer than ``min_history`` previous counts exist."""
     counts = list(previous_counts)
     if len(counts) < min_history or not counts:
-        return VolumeBand(landing_rows, len(counts), None, None, None)
+        return VolumeBand(landing_rows, len(counts), None, None, None, "none")
     median = float(statistics.median(counts))
-    return VolumeBand(landing_rows, len(counts), median, low * median, high * median)
+    return VolumeBand(landing_rows, len(counts), median, low * median, high * median, baseline)
 
 
 VOLUME = StructType(
     [
         StructField("landing_rows", LongType(), False),
-        StructField("history_runs", LongType(), False),
+        StructField("baseline_size", LongType(), False),
         StructField("trailing_median", DoubleType()),
+        StructField("baseline", StringType(), False),
     ]
 )
 
 
 def volume_row(band: VolumeBand) -> tuple:
-    return (band.landing_rows, band.history_runs, band.trailing_median)
+    return (band.landing_rows, band.baseline_size, band.trailing_median, band.baseline)
 
 
 def identifier_counts(

@@ -37,7 +37,7 @@ from jobs.core.config import Config
 from jobs.core.dates import days_up_to, utc_now
 from jobs.core.schemas import VIEWING_EVENTS
 from jobs.lake import tables
-from jobs.lake.landing import read_landing
+from jobs.lake.landing import earlier_landing_counts, read_landing
 from jobs.shared import quality_profiles as qp
 from jobs.shared.expectation_suites import (
     OBSERVATION,
@@ -96,6 +96,19 @@ def observation_row(
     }
 
 
+def volume_band_for(spark: SparkSession, result: StageResult, config: Config, landing_rows: int) -> qp.VolumeBand:
+    """The day's landing rows against the previous successful runs' counts or, while
+    there are too few of those (a new deployment), the earlier landing days' row counts
+    (``jobs.shared.quality_profiles.volume_baseline``)."""
+    q = config.quality
+    runs = [json.loads(v) for _, v in previous_observations(spark, result, config, "volume")][-q.volume_history_runs:]
+    landing = []
+    if len(runs) < q.volume_min_history:
+        landing = earlier_landing_counts(config, result.run_date.isoformat(), q.volume_history_runs)
+    counts, baseline = qp.volume_baseline(runs, landing, q.volume_min_history)
+    return qp.volume_band(landing_rows, counts, q.volume_min_history, q.volume_band_low, q.volume_band_high, baseline)
+
+
 def suite_parameters(config: Config, run_date: date, band: qp.VolumeBand) -> dict[str, Any]:
     """Every ``$PARAMETER`` the quality stage's suites use, for ``run_date``."""
     q = config.quality
@@ -134,11 +147,8 @@ def run(spark: SparkSession, config: Config, run_date: date, run_id: str) -> Sta
     users = result.read(spark, "silver/user_features", [day]).cache()
     interactions = result.read(spark, "silver/interactions", [day]).cache()
 
-    counts = [json.loads(v) for _, v in previous_observations(spark, result, config, "volume")]
     q = config.quality
-    band = qp.volume_band(
-        landing.count(), counts[-q.volume_history_runs:], q.volume_min_history, q.volume_band_low, q.volume_band_high
-    )
+    band = volume_band_for(spark, result, config, landing.count())
     previous = previous_observations(spark, result, config, "representation")
     previous_shares = spark.createDataFrame(
         [tuple(r) for r in json.loads(previous[-1][1])] if previous else [], qp.SHARES

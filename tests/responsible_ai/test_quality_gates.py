@@ -210,3 +210,42 @@ def test_a_failed_gate_in_a_nightly_run_stops_it_before_publish(synthetic_run, s
     assert not any("jane.doe" in (r["details"] or "") + (r["observed_value"] or "") for r in results.collect())
     assert {u: read_shelf(copy, u, None) for u in users} == before
     assert set(tables.read_arrow(copy.table("gold", "recommendations")).to_pandas()["run_id"]) == {outcome.run_id}
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "csv", "parquet"])
+def test_landing_rows_are_counted_without_spark_as_spark_reads_them(spark, tmp_path, file_format):
+    from jobs.core.schemas import VIEWING_EVENTS
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+    from jobs.lake.landing import events_path, landing_row_count, read_landing
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path / "lake")
+    generate_landing(config.lakehouse, SyntheticSpec(users=50, items=20, events_per_day=700, days=1, end_date=D,
+                                                     file_format=file_format, rows_per_file=300))
+    path = events_path(config, D.isoformat())
+    assert landing_row_count(path) == read_landing(spark, path, VIEWING_EVENTS).count() > 0
+
+
+def test_a_cut_landing_day_fails_the_volume_gate_from_the_first_night(spark, tmp_path, validator):
+    """A new deployment: a week of landing days, no earlier run. The run date's landing
+    file cut to 5% of its events is compared with the earlier landing days and blocked."""
+    from jobs.datasets.synthetic import SyntheticSpec, generate_landing
+    from jobs.lake.landing import events_path, landing_row_count
+    from jobs.shared.stage import StageResult
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path / "lake")
+    generate_landing(config.lakehouse, SyntheticSpec(users=50, items=20, events_per_day=400, days=7, end_date=D))
+    result = StageResult("quality", D, RUN_ID, config)
+    whole = landing_row_count(events_path(config, D.isoformat()))
+    assert quality.volume_band_for(spark, result, config, whole).baseline == "earlier landing days"
+
+    [part] = (tmp_path / "lake" / "landing" / "viewing_events" / f"date={D.isoformat()}").iterdir()
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[: len(lines) // 20]))
+    band = quality.volume_band_for(spark, result, config, landing_row_count(events_path(config, D.isoformat())))
+    assert (band.baseline, band.baseline_size) == ("earlier landing days", 6)
+    assert band.landing_rows < band.min_rows
+    frame = spark.createDataFrame([qp.volume_row(band)], qp.VOLUME)
+    message = gate(run_suite(frame, "volume", config, validator, band=band))
+    assert "volume: expect_column_values_to_be_between(landing_rows" in message

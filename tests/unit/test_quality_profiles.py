@@ -83,7 +83,14 @@ def test_volume_band_needs_history():
     band = qp.volume_band(500, [1000, 900, 1100], min_history=3, low=0.5, high=2.0)
     assert (band.trailing_median, band.min_rows, band.max_rows) == (1000.0, 500.0, 2000.0)
     thin = qp.volume_band(500, [1000, 900], min_history=3, low=0.5, high=2.0)
-    assert thin.trailing_median is None and thin.min_rows is None and thin.history_runs == 2
+    assert thin.trailing_median is None and thin.min_rows is None and thin.baseline_size == 2
+    assert thin.baseline == "none" and band.baseline == "previous runs"
+
+
+def test_the_volume_baseline_falls_back_to_earlier_landing_days():
+    assert qp.volume_baseline([10, 11, 12], [5, 6, 7], 3) == ([10, 11, 12], "previous runs")
+    assert qp.volume_baseline([10], [5, 6, 7], 3) == ([5, 6, 7], "earlier landing days")
+    assert qp.volume_baseline([10], [5, 6], 3) == ([10], "none")
 
 
 def test_identifier_counts_count_without_copying_values(spark):
