@@ -170,12 +170,15 @@ def volume_band(
     baseline: str = "previous runs",
 ) -> VolumeBand:
     """Band = [low, high] x the median of ``previous_counts`` (newest last), or no band
-    when fewer than ``min_history`` previous counts exist."""
+    when fewer than ``min_history`` previous counts exist. Against earlier landing days
+    only the low side holds: raw landing days are uneven (MovieLens days vary five-fold),
+    and a half-empty day is what the check is for."""
     counts = list(previous_counts)
     if len(counts) < min_history or not counts:
         return VolumeBand(landing_rows, len(counts), None, None, None, "none")
     median = float(statistics.median(counts))
-    return VolumeBand(landing_rows, len(counts), median, low * median, high * median, baseline)
+    high_rows = None if baseline == "earlier landing days" else high * median
+    return VolumeBand(landing_rows, len(counts), median, low * median, high_rows, baseline)
 
 
 VOLUME = StructType(

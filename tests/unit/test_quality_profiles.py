@@ -91,6 +91,8 @@ def test_the_volume_baseline_falls_back_to_earlier_landing_days():
     assert qp.volume_baseline([10, 11, 12], [5, 6, 7], 3) == ([10, 11, 12], "previous runs")
     assert qp.volume_baseline([10], [5, 6, 7], 3) == ([5, 6, 7], "earlier landing days")
     assert qp.volume_baseline([10], [5, 6], 3) == ([10], "none")
+    landing = qp.volume_band(50, [100, 90, 110], 3, 0.5, 2.0, baseline="earlier landing days")
+    assert (landing.min_rows, landing.max_rows) == (50.0, None)  # a busier day than the earlier ones passes
 
 
 def test_identifier_counts_count_without_copying_values(spark):
