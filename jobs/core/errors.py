@@ -49,6 +49,16 @@ KNOWN_FAILURES = (
 _JAVA_ERROR = re.compile(r"^(?::\s*)?(?:Caused by: )?([\w.$]+(?:Exception|Error))(?::\s*(.*))?$")
 
 
+_STACK_FRAME = re.compile(r"^\s*\d+: \S|^\s+at \S|^\s*\.\.\. \d+ more")
+
+
+def without_stack(message: str, max_lines: int = 8) -> str:
+    """A message without the stack frames a library appended to it (Rust's ``0: <unknown>``,
+    Java's ``at org...``) and without blank lines, at most ``max_lines`` lines."""
+    lines = [line.rstrip() for line in message.splitlines() if line.strip() and not _STACK_FRAME.match(line)]
+    return "\n".join(lines[:max_lines] + (["…"] if len(lines) > max_lines else []))
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The line of an exception's text that says what happened: for a JVM error (whose text
     is the whole Java stack), its first ``SomeException: message`` line; else the first line."""

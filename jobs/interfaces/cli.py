@@ -33,7 +33,7 @@ from rich.text import Text
 
 from jobs.core.config import Config, ConfigError, java_executable, load_config
 from jobs.core.dates import utc_now
-from jobs.core.errors import explain
+from jobs.core.errors import explain, without_stack
 
 app = typer.Typer(
     add_completion=False,
@@ -141,7 +141,7 @@ def message_of(exc: BaseException) -> str:
     outcome, cause = getattr(exc, "outcome", None), exc.__cause__
     if outcome is not None and cause is not None and not is_user_error(cause):
         return f"run {outcome.run_id} failed at stage {outcome.failed_stage}: {explain(cause)}"
-    return str(exc)
+    return without_stack(str(exc))
 
 
 def fail(exc: BaseException, log: ErrorLog) -> NoReturn:
@@ -576,8 +576,8 @@ def runs_listing(rows: list[dict], live_run_id: str | None) -> Table:
     for name in ("run date", "kind", "status"):
         listing.add_column(name, no_wrap=True)
     listing.add_column("run id", overflow="fold", min_width=14, ratio=1)
-    listing.add_column("s", justify="right", no_wrap=True)
-    listing.add_column("model / published versions / message", overflow="fold", min_width=20, ratio=2)
+    listing.add_column("secs", justify="right", no_wrap=True)
+    listing.add_column("model, versions, message", overflow="fold", min_width=20, ratio=2)
     for row in rows:
         published = json.loads(row.get("published_json") or "{}")
         versions = " ".join(f"{t.split('/')[1]}@{p['version']}" for t, p in sorted(published.items()))
