@@ -49,19 +49,23 @@ DateOption = typer.Option(..., "--date", "-d", help="Run date, YYYY-MM-DD.")
 
 @dataclass
 class Options:
+    """The options before the command (``fairshelf -v run ...``), for this process."""
+
     verbose: bool = False
+
+
+OPTIONS = Options()
 
 
 @app.callback()
 def main(
-    ctx: typer.Context,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the traceback of an error."),
 ) -> None:
     """Progress of long steps (model search, training) is logged to the console."""
     from rich.logging import RichHandler
 
-    ctx.obj = Options(verbose=verbose)
+    OPTIONS.verbose = verbose
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(message)s",
@@ -147,12 +151,11 @@ def message_of(exc: BaseException) -> str:
 def fail(exc: BaseException, log: ErrorLog) -> NoReturn:
     """Print ``exc`` as one message, with where its report and traceback are, and exit 1.
     Errors fairshelf raised from nothing (a check before any work) have no traceback to keep."""
-    options = getattr(click.get_current_context(silent=True), "obj", None)
     where = []
     report_path = getattr(getattr(exc, "outcome", None), "report_path", None)
     if report_path:
         where.append(f"report: {report_path}")
-    if isinstance(options, Options) and options.verbose:
+    if OPTIONS.verbose:
         errors.print(Text("".join(traceback.format_exception(exc)).rstrip()))
     elif exc.__cause__ is not None or not is_user_error(exc):
         path = log.write(exc)
@@ -181,7 +184,7 @@ def _keyed(config: Config) -> Config:
 
     config, demo_key = with_demo_key(config)
     if demo_key is not None:
-        errors.print(Text(f"using the demo key at {demo_key}, not for production"))
+        errors.print(Text(f"using the demo key at {demo_key}, not for production"), soft_wrap=True)
     check_key(config)
     return config
 
@@ -211,7 +214,7 @@ def _create_demo_key(config: Config) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(secrets.token_urlsafe(48))
-    errors.print(Text(f"created a demo pseudonymization key at {path} (mode 0600)"))
+    errors.print(Text(f"created a demo pseudonymization key at {path} (mode 0600)"), soft_wrap=True)
 
 
 def _run_dates(config: Config, dates: list[date]) -> None:
@@ -256,14 +259,15 @@ def demo(
     end = _parse_date(run_date) if run_date else date.today() - timedelta(days=1)
     with _user_errors("demo") as log:
         config = load_config(config_file)
-        from jobs.datasets.synthetic import SyntheticSpec, generate_landing
         from jobs.lake.preflight import check_java, check_lakehouse
+
+        check_lakehouse(config.lakehouse, creates=True)
+        check_java(java_executable())
+        from jobs.datasets.synthetic import SyntheticSpec, generate_landing
 
         spec = SyntheticSpec(
             users=users, items=items, events_per_day=events_per_day, days=days, end_date=end, seed=seed
         )
-        check_lakehouse(config.lakehouse, creates=True)
-        check_java(java_executable())
         _create_demo_key(config)
         config = _keyed(config)
         log.lakehouse, log.run_date = config.lakehouse, end
