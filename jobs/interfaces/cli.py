@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import Iterator, NoReturn, Optional, Sequence
 
 import click
 import typer
@@ -189,9 +189,10 @@ def _keyed(config: Config) -> Config:
     return config
 
 
-def _ready(config: Config, run_dates: list[date] = (), *, key: bool = True, java: bool = True,
+def _ready(config: Config, run_dates: Sequence[date] = (), *, key: bool = True, java: bool = True,
            writes: bool = True) -> Config:
-    """The checks of ``jobs.lake.preflight`` a command needs, before Spark starts."""
+    """The checks a command needs before Spark starts (``jobs.lake.preflight``, the key), in
+    the order a user fixes them: where, what, with which key, with what."""
     from jobs.lake.preflight import check_java, check_lakehouse, check_landing
 
     check_lakehouse(config.lakehouse, writes=writes)
@@ -319,10 +320,8 @@ def backfill(
     with _user_errors("backfill") as log:
         config = load_config(config_file)
         from jobs.lake.delta import read_arrow, table_exists
-        from jobs.lake.preflight import check_lakehouse
         from jobs.lake.runs import dates_to_run
 
-        check_lakehouse(config.lakehouse)
         runs_uri = config.table("gold", "runs")
         done = read_arrow(runs_uri).to_pylist() if table_exists(runs_uri) else []
         todo, skipped = dates_to_run(dates, done, config.code_version, config.config_hash, rerun)

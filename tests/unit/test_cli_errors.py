@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -379,3 +380,26 @@ def test_the_environment_check_tries_every_module_and_fails_on_an_exit(tmp_path,
     assert "SystemExit" in lines[1] and "ModuleNotFoundError" in lines[2]
     assert "NOT ready" in out.err and "ready:" not in out.out
     assert environment_check.main(("json",)) == 0 and "environment ready" in capsys.readouterr().out
+
+
+def test_a_run_that_failed_in_spark_is_one_line_naming_the_run_and_stage():
+    """What the CLI prints for a run that failed on another library's error: the stage and
+    one line of the cause, not the JVM's stack (imports the pipeline, no Spark started)."""
+    from jobs.core.errors import GateFailed
+    from jobs.interfaces.cli import message_of
+    from jobs.orchestration.pipeline import RunFailed, RunOutcome
+
+    def failed(cause: Exception) -> RunFailed:
+        outcome = RunOutcome("manual__2026-11-25__x", date(2026, 11, 25), "failed", [], "ingest", str(cause))
+        try:
+            raise RunFailed(outcome) from cause
+        except RunFailed as exc:
+            return exc
+
+    java = RuntimeError("An error occurred while calling o87.save.\n: java.io.IOException: Mkdirs failed to create "
+                        "file:/lake/silver/events (Permission denied)\n\tat org.apache.hadoop.fs.X(X.java:1)\n" * 40)
+    said = message_of(failed(java))
+    assert said.startswith("run manual__2026-11-25__x failed at stage ingest: cannot write the lakehouse: "
+                           "IOException: Mkdirs failed to create file:/lake/silver/events") and "\n" not in said
+    gate = message_of(failed(GateFailed("quality", ["row count 12, allowed [100, 400]"])))
+    assert gate == "run manual__2026-11-25__x failed at stage ingest: gate 'quality' failed: row count 12, allowed [100, 400]"
