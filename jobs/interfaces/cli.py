@@ -204,6 +204,18 @@ def _ready(config: Config, run_dates: Sequence[date] = (), *, key: bool = True, 
     return config
 
 
+@contextmanager
+def _locked(config: Config, command: str) -> Iterator[None]:
+    """Hold the lakehouse's lock (``jobs.lake.lock``) while a command writes."""
+    from jobs.lake.lock import lakehouse_lock
+
+    def took_over(stale) -> None:
+        errors.print(Text(f"took over the lakehouse lock of {stale.describe()}: that process is gone"), soft_wrap=True)
+
+    with lakehouse_lock(config, command, on_takeover=took_over):
+        yield
+
+
 def _create_demo_key(config: Config) -> None:
     """The demo's own pseudonymization key, made once under its lakehouse, mode 0600
     (unless a key is configured)."""
@@ -272,13 +284,14 @@ def demo(
         _create_demo_key(config)
         config = _keyed(config)
         log.lakehouse, log.run_date = config.lakehouse, end
-        with console.status("generating the synthetic landing zone"):
-            summary = generate_landing(config.lakehouse, spec)
-        console.print(
-            f"landing zone: {summary.events:,} events ({summary.malformed_events:,} malformed on "
-            f"purpose) of {summary.users:,} users over {len(summary.dates)} days in {summary.root}", markup=False
-        )
-        _run_dates(config, [end])
+        with _locked(config, f"demo --date {end}"):
+            with console.status("generating the synthetic landing zone"):
+                summary = generate_landing(config.lakehouse, spec)
+            console.print(
+                f"landing zone: {summary.events:,} events ({summary.malformed_events:,} malformed on "
+                f"purpose) of {summary.users:,} users over {len(summary.dates)} days in {summary.root}", markup=False
+            )
+            _run_dates(config, [end])
         _print_tables(config)
         console.print(f"\npublished tables: {config.path('gold')}", markup=False)
         console.print(f"run report:       {Path(config.report_dir(end.isoformat())) / 'index.html'}", markup=False)
@@ -291,7 +304,8 @@ def run_command(run_date: str = DateOption, config_file: Optional[Path] = Config
     with _user_errors("run") as log:
         config = _ready(load_config(config_file), [day])
         log.lakehouse, log.run_date = config.lakehouse, day
-        _run_dates(config, [day])
+        with _locked(config, f"run --date {day}"):
+            _run_dates(config, [day])
 
 
 @app.command()
@@ -331,26 +345,27 @@ def backfill(
                          f"config {config.config_hash} (--rerun to run it again)", markup=False)
         failed: list[str] = []
         if todo:
-            from jobs.lake.spark import build_spark
-            from jobs.orchestration.pipeline import RunFailed, run_pipeline
+            with _locked(config, f"backfill --start {first} --end {last}"):
+                from jobs.lake.spark import build_spark
+                from jobs.orchestration.pipeline import RunFailed, run_pipeline
 
-            log.lakehouse = config.lakehouse
-            spark = build_spark(config)
-            try:
-                for n, day in enumerate(todo, 1):
-                    log.run_date = day
-                    errors.print(f"{day}: running ({n}/{len(todo)})")
-                    try:
-                        outcome = run_pipeline(spark, config, day, on_stage=lambda name, day=day: errors.print(f"{day}:   {name}"))
-                    except RunFailed as exc:
-                        errors.print(Text.assemble((f"{day}: failed ", "red"), message_of(exc)))
-                        failed.append(f"{day} ({exc.outcome.failed_stage})")
-                        if not keep_going:
-                            break
-                        continue
-                    errors.print(Text.assemble((f"{day}: succeeded", "green"), f" as {outcome.run_id}"))
-            finally:
-                spark.stop()
+                log.lakehouse = config.lakehouse
+                spark = build_spark(config)
+                try:
+                    for n, day in enumerate(todo, 1):
+                        log.run_date = day
+                        errors.print(f"{day}: running ({n}/{len(todo)})")
+                        try:
+                            outcome = run_pipeline(spark, config, day, on_stage=lambda name, day=day: errors.print(f"{day}:   {name}"))
+                        except RunFailed as exc:
+                            errors.print(Text.assemble((f"{day}: failed ", "red"), message_of(exc)))
+                            failed.append(f"{day} ({exc.outcome.failed_stage})")
+                            if not keep_going:
+                                break
+                            continue
+                        errors.print(Text.assemble((f"{day}: succeeded", "green"), f" as {outcome.run_id}"))
+                finally:
+                    spark.stop()
         if failed:
             errors.print(Text.assemble(("error: ", "bold red"), f"backfill failed for {', '.join(failed)}; fix the "
                                        "cause and run the same command again (succeeded dates are skipped)"),
@@ -441,25 +456,26 @@ def erase(
 
     with _user_errors("erase"):
         config = _ready(load_config(config_file))
-        from jobs.lake.runs import new_run_id
-        from jobs.lake.spark import build_spark
-        from jobs.stages.erasure import erase_accounts, plan_erasure
+        with _locked(config, f"erase ({len(account_id)} account(s))"):
+            from jobs.lake.runs import new_run_id
+            from jobs.lake.spark import build_spark
+            from jobs.stages.erasure import erase_accounts, plan_erasure
 
-        today = utc_now().date()
-        spark = build_spark(config, app_name="fairshelf-erase")
-        try:
-            plan = plan_erasure(spark, config, account_id)
-            if dry_run:
-                console.print_json(json.dumps({"dry_run": True, **plan.summary()}))
-                if plan.unknown:
-                    raise typer.Exit(1)
-                return
-            report = erase_accounts(
-                spark, config, account_id, utc_now().isoformat(),
-                new_run_id(today, prefix="erase"), run_date=today, plan=plan,
-            )
-        finally:
-            spark.stop()
+            today = utc_now().date()
+            spark = build_spark(config, app_name="fairshelf-erase")
+            try:
+                plan = plan_erasure(spark, config, account_id)
+                if dry_run:
+                    console.print_json(json.dumps({"dry_run": True, **plan.summary()}))
+                    if plan.unknown:
+                        raise typer.Exit(1)
+                    return
+                report = erase_accounts(
+                    spark, config, account_id, utc_now().isoformat(),
+                    new_run_id(today, prefix="erase"), run_date=today, plan=plan,
+                )
+            finally:
+                spark.stop()
         console.print_json(json.dumps({**report.metrics(), "rollback_versions_removed": plan.versions_lost
                                        if report.user_keys else 0}))
 
@@ -485,12 +501,13 @@ def rotate_key_command(
 
         config = with_demo_key(config)[0]
         new_key = read_new_key(new_key_file)
-        spark = build_spark(config, app_name="fairshelf-rotate-key")
-        try:
-            with console.status("rotating the key") as status:
-                report = rotate_key(spark, config, new_key, progress=status.update)
-        finally:
-            spark.stop()
+        with _locked(config, "rotate-key"):
+            spark = build_spark(config, app_name="fairshelf-rotate-key")
+            try:
+                with console.status("rotating the key") as status:
+                    report = rotate_key(spark, config, new_key, progress=status.update)
+            finally:
+                spark.stop()
         console.print_json(json.dumps(report.summary()))
         console.print(f"the lakehouse now uses the key in {new_key_file}: set FAIRSHELF_PSEUDONYM_KEY "
                       "(or FAIRSHELF_PSEUDONYM_KEY_FILE) to it for every later command", markup=False)
@@ -539,14 +556,15 @@ def rollback(
     """
     with _user_errors("rollback"):
         config = _ready(load_config(config_file), key=False)
-        from jobs.lake.runs import rollback_table
-        from jobs.lake.spark import build_spark
+        with _locked(config, f"rollback --table {table} --to-version {to_version}"):
+            from jobs.lake.runs import rollback_table
+            from jobs.lake.spark import build_spark
 
-        spark = build_spark(config, app_name="fairshelf-rollback")
-        try:
-            row = rollback_table(spark, config, table, to_version)
-        finally:
-            spark.stop()
+            spark = build_spark(config, app_name="fairshelf-rollback")
+            try:
+                row = rollback_table(spark, config, table, to_version)
+            finally:
+                spark.stop()
         console.print(Text.assemble((row["message"], "green"), f"; readers now see it (gold/runs row {row['run_id']})"))
 
 
