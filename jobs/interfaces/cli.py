@@ -449,8 +449,9 @@ def erase(
     """Erase accounts from every table, older table versions and saved models.
 
     An account id found nowhere is refused (exit 1) and nothing is purged. --dry-run
-    shows the rows, files and rollback versions an erasure would remove. Do not run it
-    while a nightly run writes: erasure vacuums with zero retention.
+    shows the rows, files and rollback versions an erasure would remove. It holds the
+    lakehouse's lock, so it is refused while a run or another command writes (erasure
+    vacuums with zero retention).
     """
     import json
 
