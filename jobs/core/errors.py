@@ -39,16 +39,14 @@ class KeyMismatch(StageError):
 # the file system): a pattern of the exception's text, and what to say instead.
 KNOWN_FAILURES = (
     (r"Permission denied|Read-only file system|AccessDeniedException|Operation not permitted",
-     ("cannot write the lakehouse: {detail}. Make it writable by this user, or set "
-      "FAIRSHELF_LAKEHOUSE to one that is")),
+     ("no permission to write (or read) the lakehouse: {detail}. Make it writable by this user, "
+      "or set FAIRSHELF_LAKEHOUSE to one that is")),
     (r"[Mm]agic bytes not found|is not a Parquet file|Not a Parquet file",
      ("a file is not valid Parquet: {detail}. Replace it, or give it the extension of its "
       "real format (.jsonl, .csv)")),
     (r"No space left on device", "the disk is full: {detail}. Free some space and run again"),
 )
 _JAVA_ERROR = re.compile(r"^(?::\s*)?(?:Caused by: )?([\w.$]+(?:Exception|Error))(?::\s*(.*))?$")
-
-
 _STACK_FRAME = re.compile(r"^\s*\d+: \S|^\s+at \S|^\s*\.\.\. \d+ more")
 
 

@@ -351,7 +351,8 @@ def test_spark_failures_are_explained_in_one_line():
             "QueryExecutionErrors$.taskFailedWhileWritingRowsError(QueryExecutionErrors.scala:774)\n"
             "Caused by: java.nio.file.AccessDeniedException: /data/lake/silver/events/part-0.parquet\n\tat x.y(Z.java:1)")
     said = explain(RuntimeError(java))
-    assert said.startswith("cannot write the lakehouse: SparkException: [TASK_WRITE_FAILED]") and "\n" not in said
+    assert said.startswith("no permission to write (or read) the lakehouse: SparkException: [TASK_WRITE_FAILED]")
+    assert "\n" not in said
     assert "FAIRSHELF_LAKEHOUSE" in said
     parquet = ("An error occurred while calling o55.parquet.\n: org.apache.spark.SparkException: Encountered error "
                "while reading file file:///lake/landing/catalog/catalog.parquet. Details:\n\tat a.b(C.java:2)\n"
@@ -360,7 +361,9 @@ def test_spark_failures_are_explained_in_one_line():
     said = explain(RuntimeError(parquet))
     assert said.startswith("a file is not valid Parquet: SparkException: Encountered error while reading file "
                            "file:///lake/landing/catalog/catalog.parquet") and ".jsonl" in said
-    assert explain(PermissionError(13, "Permission denied", "/lake/gold")).startswith("cannot write the lakehouse")
+    assert explain(PermissionError(13, "Permission denied", "/lake/gold")) == (
+        "no permission to write (or read) the lakehouse: [Errno 13] Permission denied: '/lake/gold'. Make it "
+        "writable by this user, or set FAIRSHELF_LAKEHOUSE to one that is")
     assert explain(KeyError("user_key")) == "KeyError: 'user_key'"  # anything else: its type and first line
     assert without_stack("cannot open gold/runs: Json error\n   0: <unknown>\n             at ./x.c:4:8\n") == \
         "cannot open gold/runs: Json error"
@@ -404,7 +407,7 @@ def test_a_run_that_failed_in_spark_is_one_line_naming_the_run_and_stage():
     java = RuntimeError("An error occurred while calling o87.save.\n: java.io.IOException: Mkdirs failed to create "
                         "file:/lake/silver/events (Permission denied)\n\tat org.apache.hadoop.fs.X(X.java:1)\n" * 40)
     said = message_of(failed(java))
-    assert said.startswith("run manual__2026-11-25__x failed at stage ingest: cannot write the lakehouse: "
+    assert said.startswith("run manual__2026-11-25__x failed at stage ingest: no permission to write (or read) the lakehouse: "
                            "IOException: Mkdirs failed to create file:/lake/silver/events") and "\n" not in said
     gate = message_of(failed(GateFailed("quality", ["row count 12, allowed [100, 400]"])))
     assert gate == "run manual__2026-11-25__x failed at stage ingest: gate 'quality' failed: row count 12, allowed [100, 400]"
