@@ -9,7 +9,7 @@ setup:
 	$(BIN)/pip install --quiet --upgrade pip==26.3
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
-	$(BIN)/python -c "import jobs, pyspark, deltalake, implicit, airflow, great_expectations, fairlearn; print('fairshelf environment ready in $(VENV)')"
+	$(BIN)/python -m jobs.interfaces.environment_check  # one line per dependency; exit 1 unless all import
 
 # The import contracts of pyproject.toml ([tool.importlinter]): layers, independent
 # stages, no pyspark in the recsys layer or the downstream reader, no import cycles.

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import field
 from importlib import resources
@@ -442,3 +443,13 @@ def load_config(
         "code_version": code_version(environ),
         **overrides,
     })
+
+
+def java_executable(environ: Mapping[str, str] | None = None) -> str | None:
+    """The ``java`` Spark would start: ``$JAVA_HOME/bin/java`` when JAVA_HOME is set (PySpark
+    uses it then, even if it is wrong), else the first on PATH; None when there is none."""
+    environ = os.environ if environ is None else environ
+    if environ.get("JAVA_HOME"):
+        java = Path(environ["JAVA_HOME"]) / "bin" / "java"
+        return str(java) if os.access(java, os.X_OK) else None
+    return shutil.which("java", path=environ.get("PATH", ""))

@@ -8,14 +8,18 @@ import csv
 import itertools
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from jobs.core.config import Config
 from jobs.core.errors import StageError
+
+if TYPE_CHECKING:  # pyspark only where a function reads with Spark: the CLI's checks before
+    # Spark starts (jobs.lake.preflight) use this module without importing it
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 LANDING_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -110,6 +114,8 @@ def earlier_landing_counts(config: Config, day: str, most: int) -> list[int]:
 def landing_account_ids(spark: SparkSession, config: Config) -> DataFrame:
     """Every distinct non-null ``account_id`` of the landing zone: profiles, the viewing
     events of every day, and the retained erasure requests (folders that hold data)."""
+    from pyspark.sql import functions as F
+
     from jobs.core.schemas import ERASURE_REQUESTS, USERS, VIEWING_EVENTS
 
     sources = [(config.landing("users"), USERS), (config.landing("erasure_requests"), ERASURE_REQUESTS)]
@@ -148,7 +154,13 @@ def file_columns(path: str) -> dict[str, str]:
     """Column name -> type ("string" for CSV and JSON) of one landing file."""
     suffix = Path(path).suffix.lower()
     if LANDING_FORMATS[suffix] == "parquet":
-        return {f.name: str(f.type) for f in pq.read_schema(path)}
+        try:
+            return {f.name: str(f.type) for f in pq.read_schema(path)}
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise StageError(
+                f"landing file {path} is not a Parquet file ({str(exc).splitlines()[0]}): replace it, or "
+                f"give it the extension of its real format ({', '.join(s for s in LANDING_FORMATS if s != suffix)}); "
+                "nothing was written") from exc
     with open(path, encoding="utf-8", errors="replace") as source:
         if LANDING_FORMATS[suffix] == "csv":
             return {name: "string" for name in next(csv.reader(source), [])}

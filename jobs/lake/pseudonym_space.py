@@ -112,11 +112,29 @@ def write_space(lakehouse: str, space: PseudonymSpace) -> None:
     _write_json(lakehouse, SPACE_FILE, asdict(space))
 
 
+def demo_key_file(lakehouse: str) -> Path | None:
+    """The key file `fairshelf demo` left in a local lakehouse, if there is one."""
+    path = Path(normalize_uri(lakehouse)) / DEMO_KEY_FILE if "://" not in lakehouse else None
+    return path if path is not None and path.is_file() else None
+
+
+def with_demo_key(config: Config) -> tuple[Config, Path | None]:
+    """``config`` with the key of its demo lakehouse when no key is configured, and the
+    file it came from (None: the configured key, or no demo key, is used). A configured key
+    always wins; outside a demo lakehouse a missing key stays ``check_key``'s error."""
+    path = None if config.pseudonym_key else demo_key_file(config.lakehouse)
+    if path is None:
+        return config, None
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(f"the demo key file {path} is readable by others; run `chmod 600 {path}`")
+    return config.with_key(path.read_bytes().strip()), path
+
+
 def key_hint(lakehouse: str) -> str:
     """What to add to a "no key" message for this lakehouse: its demo key file, or that it
     already has a key (a newly generated one would be refused)."""
-    demo = Path(normalize_uri(lakehouse)) / DEMO_KEY_FILE if "://" not in lakehouse else None
-    if demo is not None and demo.is_file():
+    demo = demo_key_file(lakehouse)
+    if demo is not None:
         return f". This lakehouse was made by `fairshelf demo`: its key is in {demo} (export FAIRSHELF_PSEUDONYM_KEY_FILE={demo})"
     space = read_space(lakehouse)
     if space is not None:

@@ -199,3 +199,8 @@ def test_cli_demo_runs_end_to_end(tmp_path):
     assert key.stat().st_mode & 0o777 == 0o600
     assert "gold/recommendations" in done.stdout
     assert str(tmp_path / "lake" / "reports" / "2026-11-25" / "index.html") in done.stdout.replace("\n", "")
+    # The demo's lakehouse just works (issue 18, item 3): a later command uses its key, and says so once.
+    again = subprocess.run([sys.executable, "-m", "jobs.interfaces.cli", "run", "--date", "2026-11-25"],
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stderr.count(f"using the demo key at {key}, not for production") == 1, again.stderr

@@ -103,7 +103,7 @@ def test_another_key_is_refused_before_anything_is_read_or_written(copy_of_synth
     # the CLI says so before Spark starts, and exits 1
     started = time.perf_counter()
     done = cli(config, "run", "--date", D.isoformat(), key=other.pseudonym_key)
-    assert done.returncode == 1 and "rotate-key" in done.stdout.replace("\n", " "), done.stdout + done.stderr
+    assert done.returncode == 1 and "rotate-key" in done.stderr, done.stdout + done.stderr  # errors go to stderr
     assert "Traceback" not in done.stdout + done.stderr
     print(f"refused in {time.perf_counter() - started:.1f} s")
     assert versions(config) == before
@@ -228,7 +228,7 @@ def test_a_mistyped_erase_is_no_such_account_and_purges_nothing(copy_of_syntheti
     assert versions(config) == before  # planning changed nothing
 
     done = cli(config, "erase", "--account-id", "acc-999999")
-    assert done.returncode == 1 and "no such account" in done.stdout, done.stdout + done.stderr
+    assert done.returncode == 1 and "no such account" in done.stderr, done.stdout + done.stderr
     dry = cli(config, "erase", "--account-id", shelved_account(config), "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
     summary = json.loads(dry.stdout)

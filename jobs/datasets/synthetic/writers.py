@@ -14,12 +14,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from jobs.core.schemas import LANDING
 from jobs.datasets.synthetic.spec import FILE_FORMATS, SyntheticSpecError
 
 
 def landing_schema(table: str) -> pa.Schema:
     """The arrow schema of a landing table: the contract's columns, all strings."""
+    from jobs.core.schemas import LANDING  # Spark's types: imported only to write (the CLI checks first)
+
     return pa.schema([(name, pa.string()) for name in LANDING[table].fieldNames()])
 
 
