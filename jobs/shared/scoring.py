@@ -100,7 +100,8 @@ def score_on_executors(interactions: DataFrame, scorer: Scorer, user_keys: np.nd
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         model = model_from_arrays(shared.value.spec, shared.value.arrays)
-        for batch in batches:
-            yield candidates_batch(batch, model, shared.value)
+        for batch in batches:  # slices of batch_users users: output batches of batch_users x n rows
+            for start in range(0, batch.num_rows, shared.value.batch_users):
+                yield candidates_batch(batch.slice(start, shared.value.batch_users), model, shared.value)
 
     return lists.mapInArrow(score, CANDIDATE_SCHEMA)
