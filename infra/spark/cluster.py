@@ -180,6 +180,18 @@ def stop(cluster: Cluster, grace: float = 15.0) -> None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # the group's leftovers (executors)
         process.wait()
+    # Killed members linger a moment until they are reaped (by init, for orphans).
+    while time.monotonic() < deadline + 5 and any(group_alive(p.pid) for _, p in ordered):
+        time.sleep(0.1)
+
+
+def group_alive(pid: int) -> bool:
+    """True while a process of the process group ``pid`` exists."""
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager
