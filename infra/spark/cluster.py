@@ -17,7 +17,7 @@ after an exception::
     with standalone_cluster(root, workers=[WorkerSpec(1, "1g")] * 2) as cluster:
         cluster.master_url      # spark://127.0.0.1:PORT
 
-The daemons get a clean environment (``PATH``, ``JAVA_HOME``, ``HOME``, ``LANG``): no
+The daemons get a clean environment (``PATH``, ``JAVA_HOME``, ``JAVA_TOOL_OPTIONS``, ...): no
 ``PYTHONPATH`` and no ``FAIRSHELF_*`` variable (the key) reaches the executors through it;
 the driver must ship its code (``jobs.lake.spark``) as it would to remote machines.
 """
@@ -41,7 +41,8 @@ from typing import Iterator, Sequence
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-ENV_PASSED = ("PATH", "JAVA_HOME", "HOME", "LANG", "LC_ALL", "TMPDIR")
+# What the daemons keep of the caller's environment; their executors inherit it.
+ENV_PASSED = ("PATH", "JAVA_HOME", "JAVA_TOOL_OPTIONS", "HOME", "LANG", "LC_ALL", "TMPDIR")
 
 
 class ClusterError(RuntimeError):

@@ -40,6 +40,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.spark]
 REPO = Path(__file__).resolve().parents[2]
 FAIRSHELF = Path(sys.executable).parent / "fairshelf"
 TIMEOUT = 1200  # seconds for the cluster run
+# Short-lived JVMs on small data (the daemons, executors and driver): the quick JIT tier and
+# the serial GC, as in tests/dags/test_airflow_scheduler.py.
+JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # What a published row is, without what names the run that wrote it.
 RUN_COLUMNS = {"run_id", "model_version", "run_date"}
 SECRETS = [TEST_KEY.decode(), TEST_KEY.hex(), *(pad.hex() for pad in key_pads(TEST_KEY))]
@@ -52,7 +55,8 @@ def _clean_environ() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark-cluster")
-    with standalone_cluster(root, [WorkerSpec(cores=1, memory="1g")] * 2) as running:
+    environ = {**os.environ, "JAVA_TOOL_OPTIONS": JAVA_OPTIONS}
+    with standalone_cluster(root, [WorkerSpec(cores=1, memory="1g")] * 2, environ=environ) as running:
         yield running
     left = [name for name, p in running.processes.items() if p.poll() is None or group_alive(p.pid)]
     assert not left, f"still running after the cluster was stopped: {left}"
@@ -81,6 +85,7 @@ def _environment(cluster, lakehouse: Path, conf_dir: Path, config_file: Path) ->
         "FAIRSHELF_SPARK_MASTER": cluster.master_url,
         "FAIRSHELF_SPARK_DRIVER_MEMORY": "1g",
         "SPARK_CONF_DIR": str(conf_dir),
+        "JAVA_TOOL_OPTIONS": JAVA_OPTIONS,
     }
 
 
