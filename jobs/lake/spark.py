@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -72,7 +74,9 @@ def build_spark(config: Config, app_name: str = "fairshelf") -> SparkSession:
         if config.spark.table_engine == "delta-spark":
             require_delta_jars(spark)
         if not spark.sparkContext.master.startswith("local"):
-            spark.sparkContext.addPyFile(str(jobs_archive(Path(tempfile.mkdtemp(prefix="fairshelf-py-")))))
+            folder = tempfile.mkdtemp(prefix="fairshelf-py-")
+            atexit.register(shutil.rmtree, folder, True)
+            spark.sparkContext.addPyFile(str(jobs_archive(Path(folder))))
     except Exception:
         spark.stop()
         raise

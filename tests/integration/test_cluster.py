@@ -11,7 +11,7 @@ no FAIRSHELF_* variable), so the executors get the fairshelf code only as the zi
 - Neither the key nor its HMAC pads may appear in the event log, the daemons' logs, the
   executors' logs (the workers' work folders) or the driver's output.
 - One stage is submitted by the DAG's own ``SparkSubmitOperator`` (spark-submit mode), its
-  real ``execute``, against the same cluster.
+  real ``execute``, against the same cluster; its log holds no key either.
 - The cluster fixture stops everything it started, also when a test fails, and checks
   that no process of it is left.
 """
@@ -185,9 +185,10 @@ def test_the_key_appears_in_no_log_of_the_cluster_run(cluster_run, spark_conf_di
 
 
 def test_a_stage_submitted_by_the_dags_spark_submit_operator(cluster, cluster_run, spark_conf_dir,
-                                                             tmp_path, monkeypatch):
+                                                             tmp_path, monkeypatch, caplog):
     """The DAG parsed in spark-submit mode; its `erasure` task's real execute() submits the
-    stage to the cluster with spark-submit, for a new run over a copy of the cluster run."""
+    stage to the cluster with spark-submit, for a new run over a copy of the cluster run.
+    The task's log (the driver's output included) holds no key."""
     from airflow.dag_processing.dagbag import DagBag
 
     from jobs.interfaces.spark_submit import StageSubmitOperator
@@ -214,7 +215,10 @@ def test_a_stage_submitted_by_the_dags_spark_submit_operator(cluster, cluster_ru
     assert isinstance(task, StageSubmitOperator)
     context = {"dag_run": _dag_run(datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)),
                "ti": _TaskInstance(), "task": task, "outlet_events": _OutletEvents()}
-    summary = task.execute(context)
+    with caplog.at_level("INFO"):
+        summary = task.execute(context)
+    assert "Spark-Submit cmd" in caplog.text and '"stage": "erasure"' in caplog.text
+    assert not [secret for secret in SECRETS if secret.lower() in caplog.text.lower()]
     assert summary["stage"] == "erasure"
     assert summary["run_id"] == "airflow__scheduled__2026-11-27T02-30-00-00-00__c0"
     assert summary["run_date"] == "2026-11-25"
