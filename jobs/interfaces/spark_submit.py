@@ -63,8 +63,8 @@ class StageSubmitOperator(SparkSubmitOperator):
         self.stage = stage
 
     def prepare(self, context: Mapping[str, Any], result: Path):
-        """Check the run, load the config with its key, and set the launcher's arguments;
-        returns the config and spark-submit's extra environment."""
+        """Check the run, load the config with its key and set the launcher's arguments;
+        returns (partition, config, spark-submit's extra environment)."""
         partition = partition_of(context)
         require_upstream_of_same_attempt(self.stage, context, partition)
         config = pipeline_config()
