@@ -44,7 +44,7 @@ TIMEOUT = 1200  # seconds for the cluster run
 # the serial GC, as in tests/dags/test_airflow_scheduler.py.
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # What a published row is, without what names the run that wrote it.
-RUN_COLUMNS = {"run_id", "model_version", "run_date"}
+RUN_COLUMNS = {"run_id", "model_version"}
 SECRETS = [TEST_KEY.decode(), TEST_KEY.hex(), *(pad.hex() for pad in key_pads(TEST_KEY))]
 
 
@@ -92,7 +92,7 @@ def _environment(cluster, lakehouse: Path, conf_dir: Path, config_file: Path) ->
 @pytest.fixture(scope="module")
 def cluster_run(cluster, spark_conf_dir, synthetic_run, tmp_path_factory):
     """`fairshelf run` on the cluster over a copy of the session run's landing zone:
-    (lakehouse, completed process, seconds)."""
+    (lakehouse, completed process)."""
     config, _, outcome = synthetic_run
     folder = tmp_path_factory.mktemp("cluster-run")
     lakehouse = folder / "lake"
@@ -104,10 +104,9 @@ def cluster_run(cluster, spark_conf_dir, synthetic_run, tmp_path_factory):
         [str(FAIRSHELF), "run", "--date", outcome.run_date.isoformat()],
         env=_environment(cluster, lakehouse, spark_conf_dir, config_file),
         cwd=folder, capture_output=True, text=True, timeout=TIMEOUT)
-    seconds = time.perf_counter() - start
-    print(f"cluster run: {seconds:.0f} s")
+    print(f"cluster run: {time.perf_counter() - start:.0f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return lakehouse, done, seconds
+    return lakehouse, done
 
 
 def _published_rows(lakehouse: str, table: str) -> list[tuple]:
@@ -129,7 +128,7 @@ def _events(conf_dir: Path) -> list[dict]:
 
 
 def test_a_night_on_the_cluster_publishes_what_local_mode_publishes(cluster_run, synthetic_run):
-    lakehouse, _, _ = cluster_run
+    lakehouse, _ = cluster_run
     config, _, _ = synthetic_run
     for table in ("gold/recommendations", "gold/default_recommendations", "gold/audit"):
         on_cluster = _published_rows(str(lakehouse), table)
@@ -173,7 +172,7 @@ def test_re_ranking_runs_in_executor_processes(cluster_run, spark_conf_dir):
 
 
 def test_the_key_appears_in_no_log_of_the_cluster_run(cluster_run, spark_conf_dir, cluster):
-    _, done, _ = cluster_run
+    _, done = cluster_run
     texts = {"driver output": done.stdout + done.stderr}
     places = [spark_conf_dir / "events", cluster.root / "logs", *cluster.work_dirs]
     for path in (p for place in places for p in place.rglob("*") if p.is_file() and p.suffix != ".zip"):
