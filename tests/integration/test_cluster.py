@@ -184,7 +184,7 @@ def test_the_key_appears_in_no_log_of_the_cluster_run(cluster_run, spark_conf_di
 
 
 def test_a_stage_submitted_by_the_dags_spark_submit_operator(cluster, cluster_run, spark_conf_dir,
-                                                             tmp_path, monkeypatch, caplog):
+                                                             tmp_path, monkeypatch, capfd):
     """The DAG parsed in spark-submit mode; its `erasure` task's real execute() submits the
     stage to the cluster with spark-submit, for a new run over a copy of the cluster run.
     The task's log (the driver's output included) holds no key."""
@@ -214,10 +214,11 @@ def test_a_stage_submitted_by_the_dags_spark_submit_operator(cluster, cluster_ru
     assert isinstance(task, StageSubmitOperator)
     context = {"dag_run": _dag_run(datetime(2026, 11, 26, 2, 30, tzinfo=timezone.utc)),
                "ti": _TaskInstance(), "task": task, "outlet_events": _OutletEvents()}
-    with caplog.at_level("INFO"):
-        summary = task.execute(context)
-    assert "Spark-Submit cmd" in caplog.text and '"stage": "erasure"' in caplog.text
-    assert not [secret for secret in SECRETS if secret.lower() in caplog.text.lower()]
+    summary = task.execute(context)
+    captured = capfd.readouterr()  # Airflow's task logging writes to the process's stdout
+    log = captured.out + captured.err
+    assert "Spark-Submit cmd" in log and '"stage": "erasure"' in log  # the driver's output too
+    assert not [secret for secret in SECRETS if secret.lower() in log.lower()]
     assert summary["stage"] == "erasure"
     assert summary["run_id"] == "airflow__scheduled__2026-11-27T02-30-00-00-00__c0"
     assert summary["run_date"] == "2026-11-25"
