@@ -29,4 +29,4 @@ demo:
 	$(BIN)/fairshelf demo
 
 clean:
-	rm -rf lakehouse spark-warehouse .pytest_cache
+	rm -rf lakehouse spark-warehouse spark-cluster .pytest_cache

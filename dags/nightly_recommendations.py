@@ -25,6 +25,11 @@ One DAG run builds and publishes the recommendation shelves of **one day D**.
   written). A run is published when its `gold/runs` row is written, so downstream DAGs
   schedule on `fairshelf.gold.runs` (emitted for succeeded runs only); see
   `dags/downstream_example.py`.
+- **Stage runner.** `[airflow] stage_runner` (`FAIRSHELF_STAGE_RUNNER`), read when this
+  file is parsed: `in-process` (default) runs each stage in its task process with local
+  Spark (`[spark] master`); `spark-submit` makes each stage task a `SparkSubmitOperator`
+  (`jobs.interfaces.spark_submit`) that submits it to the master of the Airflow
+  connection `[airflow] spark_conn_id` (`spark_default`). Same task ids, edges, results.
 - **Settings.** The lakehouse and Spark come from `FAIRSHELF_*` environment variables
   (`jobs.core.config`). The pseudonymization key is the password of the Airflow connection
   `fairshelf_pseudonym_key`, or `FAIRSHELF_PSEUDONYM_KEY` when that connection does not
@@ -47,7 +52,7 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, task
 
-from jobs.interfaces.airflow_tasks import RECORD_TASK_ID, STAGE_UPSTREAM, table_asset
+from jobs.interfaces.airflow_tasks import RECORD_TASK_ID, STAGE_UPSTREAM, stage_runner, table_asset
 
 # Published tables, by the task that writes them (their Airflow assets).
 # A stage not in the pipeline (yet) has no task, so its entry is simply not used.
@@ -90,12 +95,24 @@ def nightly_recommendations():
 
         return record_run_task(context)
 
-    stages = {
-        name: run_stage.override(
-            task_id=name, outlets=[table_asset(t) for t in PUBLISHED.get(name, ())]
-        )(stage=name)
-        for name in STAGE_UPSTREAM
-    }
+    runner, spark_conn_id = stage_runner()
+    if runner == "spark-submit":
+        from jobs.interfaces.spark_submit import StageSubmitOperator
+
+        stages = {
+            name: StageSubmitOperator(
+                task_id=name, stage=name, conn_id=spark_conn_id,
+                outlets=[table_asset(t) for t in PUBLISHED.get(name, ())],
+            )
+            for name in STAGE_UPSTREAM
+        }
+    else:
+        stages = {
+            name: run_stage.override(
+                task_id=name, outlets=[table_asset(t) for t in PUBLISHED.get(name, ())]
+            )(stage=name)
+            for name in STAGE_UPSTREAM
+        }
     for name, upstream in STAGE_UPSTREAM.items():
         for parent in upstream:
             stages[parent] >> stages[name]

@@ -23,11 +23,12 @@ TEST_KEY = b"fairshelf-test-key-0123456789abcdef-not-a-secret"
 
 
 # `make test` runs two pytest-xdist workers (-n 2). One takes the real Airflow scheduler's
-# nights (some 30 task processes, each with its own JVM: the longest part of the suite);
-# the other takes everything else, so the session's Spark and whole runs are built once.
+# nights (some 30 task processes, each with its own JVM) and the night on a Spark standalone
+# cluster (which builds its own local reference run there); the other takes everything
+# else, so the session's Spark and whole runs are built once.
 # (A scheduler of our own: xdist 3.8's --dist loadgroup does not group under pytest 9,
 # whose node ids it can no longer rewrite.)
-BESIDE_THE_SCHEDULER = ("tests/dags/test_airflow_scheduler.py::",)
+BESIDE_THE_SCHEDULER = ("tests/dags/test_airflow_scheduler.py::", "tests/integration/test_cluster.py::")
 
 
 @pytest.hookimpl(optionalhook=True)  # `-p no:xdist` runs the tests in one process

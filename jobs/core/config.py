@@ -75,6 +75,16 @@ class SparkSettings:
     table_engine: Literal["delta-rs", "delta-spark"] = "delta-rs"
 
 
+@_section("airflow")
+class AirflowSettings:
+    """How the DAG runs each stage (read when the DAG file is parsed; jobs/interfaces)."""
+
+    # in-process: the task process runs the stage with its own SparkSession ([spark] master);
+    # spark-submit: a SparkSubmitOperator submits it to the master of the Airflow connection below
+    stage_runner: Literal["in-process", "spark-submit"] = "in-process"
+    spark_conn_id: Annotated[str, Field(min_length=1)] = "spark_default"
+
+
 @_section("privacy")
 class PrivacySettings:
     k_anonymity: Annotated[int, Field(ge=2)] = 10
@@ -269,6 +279,7 @@ class Config:
     audit: AuditSettings = field(default_factory=AuditSettings)
     lineage: LineageSettings = field(default_factory=LineageSettings)
     quality: QualitySettings = field(default_factory=QualitySettings)
+    airflow: AirflowSettings = field(default_factory=AirflowSettings)
     # Never printed, never hashed into the config hash, never written anywhere.
     pseudonym_key: bytes | None = field(default=None, repr=False, compare=False)
     code_version: str = "unknown"
@@ -346,6 +357,7 @@ class Config:
         data.pop("lakehouse")
         data.pop("code_version")
         data.pop("lineage")  # where lineage events go does not shape the output
+        data.pop("airflow")  # nor how the DAG runs the stages
         data["spark"].pop("master")
         data["spark"].pop("driver_memory")
         blob = json.dumps(data, sort_keys=True, default=list).encode()
@@ -366,6 +378,8 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "FAIRSHELF_K_ANONYMITY": ("privacy", "k_anonymity"),
     "FAIRSHELF_OPENLINEAGE_URL": ("lineage", "url"),
     "FAIRSHELF_OPENLINEAGE_TRANSPORT": ("lineage", "transport"),
+    "FAIRSHELF_STAGE_RUNNER": ("airflow", "stage_runner"),
+    "FAIRSHELF_SPARK_CONN_ID": ("airflow", "spark_conn_id"),
 }
 
 # The sections of a configuration file; besides them, only ``lakehouse`` is a top-level key.

@@ -103,11 +103,29 @@ def pseudonym_key_from_connection() -> bytes | None:
 
 
 def pipeline_config():
-    """``jobs.core.config.load_config()``, with the key from the Airflow connection if any."""
+    """``jobs.core.config.load_config()``, with the key from the Airflow connection if any.
+
+    The key is registered with Airflow's secrets masker wherever it came from (a
+    connection's password is masked already; ``FAIRSHELF_PSEUDONYM_KEY`` is not), so a
+    task log or rendered field that would show it shows ``***``."""
+    from airflow.sdk.log import mask_secret
+
     from jobs.core.config import load_config
 
     key = pseudonym_key_from_connection()
-    return load_config(pseudonym_key=key) if key else load_config()
+    config = load_config(pseudonym_key=key) if key else load_config()
+    if config.pseudonym_key:
+        mask_secret(config.pseudonym_key.decode(errors="replace"))
+    return config
+
+
+def stage_runner() -> tuple[str, str]:
+    """(``[airflow] stage_runner``, ``spark_conn_id``): how the DAG runs its stages. Read
+    when the DAG file is parsed: the config file and ``FAIRSHELF_*`` variables only."""
+    from jobs.core.config import load_config
+
+    settings = load_config().airflow
+    return settings.stage_runner, settings.spark_conn_id
 
 
 # -- assets ------------------------------------------------------------------------------

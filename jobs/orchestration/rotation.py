@@ -56,7 +56,7 @@ from jobs.lake.pseudonym_space import (
     write_space,
 )
 from jobs.lake.runs import append_runs_rows, repoint_publications
-from jobs.shared.privacy import hmac_sha256_hex
+from jobs.shared.privacy import with_pseudonym
 
 STAGE = "rotate_key"
 
@@ -98,9 +98,9 @@ def read_new_key(path: Path) -> bytes:
 
 def key_pairs(account_ids: DataFrame, old_key: bytes, new_key: bytes) -> DataFrame:
     """(old_key, new_key) for every account id: its pseudonym in both spaces."""
-    account = F.col("account_id")
-    return account_ids.select(hmac_sha256_hex(old_key, account).alias("old_key"),
-                              hmac_sha256_hex(new_key, account).alias("new_key"))
+    keyed = with_pseudonym(with_pseudonym(account_ids, old_key, "account_id", "old_key"),
+                           new_key, "account_id", "new_key")
+    return keyed.select("old_key", "new_key")
 
 
 def with_rekeyed_column(df: DataFrame, column: str, pairs: DataFrame) -> DataFrame:

@@ -30,25 +30,40 @@ _BLOCK = 64  # SHA-256 block size in bytes
 SUPPRESSED = "*"
 
 
-def hmac_sha256_hex(key: bytes, message: Column) -> Column:
-    """HMAC-SHA256(key, message) as lowercase hex, from Spark built-ins only.
-
-    HMAC(K, m) = H((K' xor opad) || H((K' xor ipad) || m)), K' the key padded to
-    the block size (hashed first when longer than a block), per RFC 2104.
-    """
+def key_pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC's inner and outer pads of ``key`` (RFC 2104): K' xor ipad, K' xor opad, K' the
+    key padded to the block size (hashed first when longer than a block). Each is as secret
+    as the key (xor gives the key back)."""
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key.ljust(_BLOCK, b"\0")
-    inner_pad = bytes(b ^ 0x36 for b in key)
-    outer_pad = bytes(b ^ 0x5C for b in key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), message.cast("binary")), 256))
-    return F.sha2(F.concat(F.lit(outer_pad), inner), 256)
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256_hex(message: Column, inner_pad: Column, outer_pad: Column) -> Column:
+    """HMAC-SHA256 of ``message`` as lowercase hex, from Spark built-ins only:
+    H(outer_pad || H(inner_pad || m)), the pads (``key_pads``) given as binary columns."""
+    inner = F.unhex(F.sha2(F.concat(inner_pad, message.cast("binary")), 256))
+    return F.sha2(F.concat(outer_pad, inner), 256)
+
+
+def with_pseudonym(df: DataFrame, key: bytes, column: str, out: str) -> DataFrame:
+    """``df`` with ``out`` = HMAC-SHA256(key, ``column``) (null stays null).
+
+    The key's pads reach the executors as the one row of a broadcast DataFrame, never as
+    literals: a literal is printed in every query plan (``explain``, the Spark UI, the
+    event log), and the pads give the key back. The rows of a DataFrame made from local
+    data are not printed (``Scan ExistingRDD``).
+    """
+    pads = df.sparkSession.createDataFrame([key_pads(key)], "_inner_pad binary, _outer_pad binary")
+    keyed = df.crossJoin(F.broadcast(pads))
+    value = hmac_sha256_hex(F.col(column), F.col("_inner_pad"), F.col("_outer_pad"))
+    return keyed.withColumn(out, F.when(F.col(column).isNotNull(), value)).drop("_inner_pad", "_outer_pad")
 
 
 def pseudonymize_accounts(df: DataFrame, key: bytes, column: str = "account_id") -> DataFrame:
     """Replace ``column`` by ``user_key`` = HMAC-SHA256(key, account id); null stays null."""
-    user_key = F.when(F.col(column).isNotNull(), hmac_sha256_hex(key, F.col(column)))
-    return df.withColumn("user_key", user_key).drop(column)
+    return with_pseudonym(df, key, column, "user_key").drop(column)
 
 
 def with_age_band(df: DataFrame, run_date: date, bands: tuple[int, ...]) -> DataFrame:

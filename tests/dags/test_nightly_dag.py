@@ -444,3 +444,52 @@ def test_task_tokens_outlive_the_longest_task(dag_bag):
     lifetime = timedelta(seconds=int(_read_env_file(ENV_FILE)["AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME"]))
     longest = max(task.execution_timeout for d in dag_bag.dags.values() for task in d.tasks)
     assert lifetime >= longest
+
+
+# -- the spark-submit mode ---------------------------------------------------------------------
+def test_spark_submit_mode_submits_each_stage_to_the_configured_cluster(tmp_path, monkeypatch, dag):
+    """`[airflow] stage_runner = "spark-submit"`: the same tasks and edges, each a
+    SparkSubmitOperator; the command its hook builds for the DAG run's partition, the key
+    only in spark-submit's environment and masked. (It runs against a real cluster in
+    tests/integration/test_cluster.py.)"""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    from jobs.interfaces.spark_submit import KEY_VARIABLE, LAUNCHER, StageSubmitOperator
+    from tests.conftest import TEST_KEY
+
+    settings = {**_airflow_settings(tmp_path), "FAIRSHELF_STAGE_RUNNER": "spark-submit",
+                "FAIRSHELF_SPARK_CONN_ID": "fairshelf_cluster",
+                "AIRFLOW_CONN_FAIRSHELF_CLUSTER": "spark://spark-master.example:7077",
+                "FAIRSHELF_PSEUDONYM_KEY": TEST_KEY.decode()}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    submitting = bag.dags[DAG_ID]
+    assert set(submitting.task_ids) == set(dag.task_ids)
+    for task in dag.tasks:
+        assert submitting.get_task(task.task_id).upstream_task_ids == task.upstream_task_ids
+        assert submitting.get_task(task.task_id).retries == task.retries
+    task = submitting.get_task("ingest")
+    assert isinstance(task, StageSubmitOperator)
+
+    run_id = "airflow__scheduled__2026-11-27T02-30-00-00-00__c0"
+    context = {"dag_run": _dag_run(datetime(2026, 11, 27, 2, 30, tzinfo=UTC)),
+               "ti": _TaskInstance({"erasure": {"stage": "erasure", "run_id": run_id}}), "task": task}
+    result = tmp_path / "result.json"
+    _, config, environment = task.prepare(context, result)
+    task.env_vars = environment
+    command = task._get_hook()._build_spark_submit_command(task.application)
+    assert command == [
+        "spark-submit", "--master", "spark://spark-master.example:7077",
+        "--conf", f"spark.pyspark.driver.python={sys.executable}", "--name", "fairshelf-ingest",
+        str(LAUNCHER), "--stage", "ingest", "--date", "2026-11-26", "--run-id", run_id,
+        "--result", str(result),
+    ]
+    assert TEST_KEY.decode() not in " ".join(command)
+    assert environment[KEY_VARIABLE] == TEST_KEY.decode()
+    assert environment["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
+    assert (VENV_BIN / "spark-submit").is_file()
+    assert redact(f"a log line with {TEST_KEY.decode()}") == "a log line with ***"

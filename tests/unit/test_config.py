@@ -129,9 +129,11 @@ def test_the_model_section_is_the_model_spec_plus_pipeline_settings():
 
 
 def test_config_hash_is_the_hash_of_the_documented_settings():
-    """The hash's input: every setting of defaults.toml but the paths and where lineage goes."""
+    """The hash's input: every setting of defaults.toml but the paths, where lineage goes and
+    how Airflow runs the stages."""
     documented = tomllib.loads(resources.files("jobs.core").joinpath("defaults.toml").read_text())
-    for section, key in [(None, "lakehouse"), (None, "lineage"), ("spark", "master"), ("spark", "driver_memory")]:
+    for section, key in [(None, "lakehouse"), (None, "lineage"), (None, "airflow"), ("spark", "master"),
+                         ("spark", "driver_memory")]:
         (documented[section] if section else documented).pop(key)
     blob = json.dumps(documented, sort_keys=True).encode()
     assert load_config(environ={}).config_hash == hashlib.sha256(blob).hexdigest()[:16]

@@ -13,8 +13,9 @@ from jobs.core.config import ConfigError, load_config
 from jobs.shared.privacy import (
     SUPPRESSED,
     enforce_k_anonymity,
-    hmac_sha256_hex,
+    key_pads,
     pseudonymize_accounts,
+    with_pseudonym,
     with_age_band,
     with_hour_bucket,
     with_region,
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.spark
 def test_hmac_matches_python_hmac(spark, key):
     accounts = ["acc-000001", "ünïcødé@example.org", ""]
     df = spark.createDataFrame([(a,) for a in accounts], "account_id string")
-    got = [r[0] for r in df.select(hmac_sha256_hex(key, F.col("account_id"))).collect()]
+    got = [r["user_key"] for r in with_pseudonym(df, key, "account_id", "user_key").collect()]
     want = [hmac.new(key, a.encode(), hashlib.sha256).hexdigest() for a in accounts]
     assert got == want
 
@@ -128,3 +129,14 @@ def test_key_file_must_be_private(tmp_path):
     config = load_config(environ={"FAIRSHELF_PSEUDONYM_KEY_FILE": str(key_file)})
     assert config.require_pseudonym_key() == b"k" * 40
     assert "k" * 40 not in repr(config) and "k" * 40 not in str(config.as_dict())
+
+
+def test_the_key_never_appears_in_a_query_plan(spark):
+    """The plan is printed by explain(), the Spark UI and the event log: neither the key
+    nor its HMAC pads (which give the key back) may be in it."""
+    key = b"plan-test-key-0123456789abcdef-0123456789"
+    out = pseudonymize_accounts(spark.createDataFrame([("acc-1",)], "account_id string"), key)
+    plans = out._jdf.queryExecution().toString() + out._jdf.queryExecution().executedPlan().toString()
+    secrets = [key.hex(), key.decode(), *(pad.hex() for pad in key_pads(key))]
+    assert "user_key" in plans
+    assert not [s for s in secrets if s.lower() in plans.lower()]
