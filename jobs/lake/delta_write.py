@@ -201,8 +201,6 @@ def _escape(value: str | None) -> str:
     return _NULL_PARTITION if value is None else quote(value, safe="-_.")
 
 
-
-
 # --- write_arrow: a whole write on this process, no Spark ----------------------------------
 
 def write_arrow(data: pa.Table, uri: str, *, commit: CommitInfo, mode: str = "append",

@@ -274,11 +274,9 @@ def append_erasure_log(spark: SparkSession | None, result: StageResult, rows: li
                             mode="append")
     from jobs.lake.delta_write import write_arrow
 
-    schema = tables.arrow_schema(ERASURE_LOG)
-    version = write_arrow(pa.Table.from_pylist(rows, schema=schema).select(columns),
-                          result.config.table(*ERASURE_LOG_TABLE.split("/")), commit=result.commit,
-                          mode="append", schema=pa.schema([schema.field(c) for c in columns]),
-                          stats_exclude=USER_KEY_COLUMNS)
+    data = pa.Table.from_pylist(rows, schema=tables.arrow_schema(ERASURE_LOG)).select(columns)
+    version = write_arrow(data, result.config.table(*ERASURE_LOG_TABLE.split("/")), commit=result.commit,
+                          mode="append", schema=data.schema, stats_exclude=USER_KEY_COLUMNS)
     result.outputs[ERASURE_LOG_TABLE] = version
     return version
 
@@ -336,7 +334,8 @@ def plan_erasure(spark: SparkSession | None, config: Config, account_ids: Sequen
 
     Only an account found in no table, model or log needs the landing zone scanned, with
     Spark (its readers judge malformed landing rows as ingest does); with ``spark`` None
-    such accounts are left in ``plan.unscanned`` for the caller to plan again with Spark."""
+    such accounts are only listed in ``plan.unscanned`` and nothing else is decided: plan
+    again with Spark."""
     key = config.require_pseudonym_key()
     check_key(config)
     keys = {account: pseudonym(key, account) for account in dict.fromkeys(account_ids)}
