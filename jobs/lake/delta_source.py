@@ -1,7 +1,7 @@
 """The Spark Python data source behind ``jobs.lake.tables`` (engine "delta-rs").
 
 Executors write Parquet files straight into the table directory (``_DeltaFileWriter.write``);
-the driver commits them as one Delta transaction with ``deltalake`` (``_commit_files``),
+the driver commits them as one Delta transaction with ``deltalake`` (``jobs.lake.delta_write.commit_files``),
 carrying the run's metadata and an app transaction ``layer/name:run_date``; a failed job
 commits nothing and deletes its files. Use it through ``jobs.lake.tables`` only (which
 reads with Spark's own Parquet reader over the files of a Delta snapshot).
@@ -26,13 +26,13 @@ from pyspark.sql.types import StructType
 
 from jobs.lake.delta import TableError, open_table
 from jobs.lake.delta_write import (
+    DataFile,
     WriteRequest,
-    _check_run_dates,
-    _commit_files,
-    _conform,
-    _DataFile,
-    _discard_job_files,
-    _split_by_partition,
+    check_run_dates,
+    commit_files,
+    conform,
+    discard_job_files,
+    split_by_partition,
 )
 
 SOURCE_NAME = "fairshelf_delta"
@@ -76,16 +76,16 @@ class _DeltaFileWriter(DataSourceArrowWriter):
         self.arrow_schema = arrow_schema(schema)
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> FilesWritten:
-        files: dict[tuple, _DataFile] = {}
+        files: dict[tuple, DataFile] = {}
         try:
             for batch in iterator:
-                batch = _conform(batch, self.arrow_schema)
+                batch = conform(batch, self.arrow_schema)
                 if self.request.mode == "overwrite_partition":
-                    _check_run_dates(batch, self.request)
-                for values, rows in _split_by_partition(batch, self.request.partition_by):
+                    check_run_dates(batch, self.request)
+                for values, rows in split_by_partition(batch, self.request.partition_by):
                     key = tuple(values.values())
                     if key not in files:
-                        files[key] = _DataFile(self.request, values, rows.schema)
+                        files[key] = DataFile(self.request, values, rows.schema)
                     files[key].write(rows)
             return FilesWritten([data_file.close() for data_file in files.values()])
         except BaseException:
@@ -95,10 +95,10 @@ class _DeltaFileWriter(DataSourceArrowWriter):
 
     def commit(self, messages: list[FilesWritten | None]) -> None:
         files = [f for message in messages if message is not None for f in message.files]
-        _commit_files(self.request, self.arrow_schema, files)
+        commit_files(self.request, self.arrow_schema, files)
 
     def abort(self, messages: list[FilesWritten | None]) -> None:
-        _discard_job_files(self.request)
+        discard_job_files(self.request)
 
 
 # --- shared helpers -----------------------------------------------------------------------

@@ -74,7 +74,7 @@ class WriteRequest:
 
 # --- Parquet files and their statistics (Spark executors, or write_arrow) -----------------
 
-class _DataFile:
+class DataFile:
     """One Parquet file an executor task is writing into a partition directory."""
 
     def __init__(self, request: WriteRequest, values: dict[str, Any], schema: pa.Schema):
@@ -109,7 +109,7 @@ class _DataFile:
             self.fs.delete_file(self.full_path)
 
 
-def _check_run_dates(batch: pa.RecordBatch, request: WriteRequest) -> None:
+def check_run_dates(batch: pa.RecordBatch, request: WriteRequest) -> None:
     run_dates = pc.cast(batch.column("run_date"), pa.string())
     allowed = pa.array(list(request.partitions), pa.string())
     wrong = pc.invert(pc.fill_null(pc.is_in(run_dates, value_set=allowed), False))
@@ -120,7 +120,7 @@ def _check_run_dates(batch: pa.RecordBatch, request: WriteRequest) -> None:
                          "only those dates' rows, or write with mode='append'")
 
 
-def _split_by_partition(batch: pa.RecordBatch, columns: tuple[str, ...]):
+def split_by_partition(batch: pa.RecordBatch, columns: tuple[str, ...]):
     """(partition values, rows without the partition columns) for each partition in batch."""
     data_columns = [n for n in batch.schema.names if n not in columns]
     if not columns:
@@ -135,12 +135,12 @@ def _split_by_partition(batch: pa.RecordBatch, columns: tuple[str, ...]):
 
 # --- driver side: the Delta commit --------------------------------------------------------
 
-def _commit_files(request: WriteRequest, schema: pa.Schema, files: list[dict]) -> None:
+def commit_files(request: WriteRequest, schema: pa.Schema, files: list[dict]) -> None:
     """Commit ``files`` as one Delta transaction, unless this run already committed them."""
     table = DeltaTable(request.uri) if DeltaTable.is_deltatable(request.uri) else None
     txn_version = request.commit.txn_version
     if table is not None and table.transaction_version(request.app_id) == txn_version:
-        _discard_job_files(request)  # a retry of a write this run already committed
+        discard_job_files(request)  # a retry of a write this run already committed
         return
     actions = [AddAction(f["path"], f["size"], f["partition_values"], f["modification_time"],
                          True, f["stats"]) for f in files]
@@ -164,7 +164,7 @@ def _commit_files(request: WriteRequest, schema: pa.Schema, files: list[dict]) -
             commit_properties=properties, post_commithook_properties=PostCommitHookProperties())
 
 
-def _discard_job_files(request: WriteRequest) -> None:
+def discard_job_files(request: WriteRequest) -> None:
     """Delete the files this write job left in the table that no commit references."""
     fs, root = pafs.FileSystem.from_uri(request.uri)
     referenced: set[str] = set()
@@ -179,7 +179,7 @@ def _discard_job_files(request: WriteRequest) -> None:
             fs.delete_file(entry.path)
 
 
-def _conform(batch: pa.RecordBatch, schema: pa.Schema,
+def conform(batch: pa.RecordBatch, schema: pa.Schema,
              constants: dict[str, Any] | None = None) -> pa.RecordBatch:
     """``batch`` with exactly ``schema``'s columns: cast, constants filled in, missing null."""
     constants, rows = constants or {}, batch.num_rows
@@ -227,22 +227,22 @@ def write_arrow(data: pa.Table, uri: str, *, commit: CommitInfo, mode: str = "ap
         raise TableError(f"{table_name(uri)} does not exist: give its schema to create it")
     request = WriteRequest(uri, mode, tuple(partition_by), tuple(stats_exclude), commit,
                            uuid.uuid4().hex, tuple(partitions or (commit.run_date,)))
-    files: dict[tuple, _DataFile] = {}
+    files: dict[tuple, DataFile] = {}
     try:
         for batch in data.to_batches():
-            batch = _conform(batch, schema)
+            batch = conform(batch, schema)
             if mode == "overwrite_partition":
-                _check_run_dates(batch, request)
-            for values, rows in _split_by_partition(batch, request.partition_by):
+                check_run_dates(batch, request)
+            for values, rows in split_by_partition(batch, request.partition_by):
                 key = tuple(values.values())
                 if key not in files:
-                    files[key] = _DataFile(request, values, rows.schema)
+                    files[key] = DataFile(request, values, rows.schema)
                 files[key].write(rows)
-        _commit_files(request, schema, [data_file.close() for data_file in files.values()])
+        commit_files(request, schema, [data_file.close() for data_file in files.values()])
     except BaseException:
         for data_file in files.values():
             data_file.discard()
-        _discard_job_files(request)
+        discard_job_files(request)
         raise
     return DeltaTable(uri).version()
 
