@@ -451,21 +451,24 @@ def erase(
     An account id found nowhere is refused (exit 1) and nothing is purged. --dry-run
     shows the rows, files and rollback versions an erasure would remove. It holds the
     lakehouse's lock, so it is refused while a run or another command writes (erasure
-    vacuums with zero retention).
+    vacuums with zero retention). No Spark (delta-rs and pyarrow), unless an account is in
+    no table, model or erasure log: then Spark looks for it in the landing zone.
     """
     import json
 
     with _user_errors("erase"):
-        config = _ready(load_config(config_file))
+        config = _ready(load_config(config_file), java=False)
         with _locked(config, f"erase ({len(account_id)} account(s))"):
             from jobs.lake.runs import new_run_id
-            from jobs.lake.spark import build_spark
             from jobs.stages.erasure import erase_accounts, plan_erasure
 
             today = utc_now().date()
-            spark = build_spark(config, app_name="fairshelf-erase")
+            spark = None  # started only to look for accounts in the landing zone alone
             try:
-                plan = plan_erasure(spark, config, account_id)
+                plan = plan_erasure(None, config, account_id)
+                if plan.unscanned:
+                    spark = _start_spark(config, "fairshelf-erase")
+                    plan = plan_erasure(spark, config, account_id)
                 if dry_run:
                     console.print_json(json.dumps({"dry_run": True, **plan.summary()}))
                     if plan.unknown:
@@ -476,9 +479,19 @@ def erase(
                     new_run_id(today, prefix="erase"), run_date=today, plan=plan,
                 )
             finally:
-                spark.stop()
+                if spark is not None:
+                    spark.stop()
         console.print_json(json.dumps({**report.metrics(), "rollback_versions_removed": plan.versions_lost
                                        if report.user_keys else 0}))
+
+
+def _start_spark(config: Config, app_name: str):
+    """A Spark session for a command that needs one only sometimes, Java checked first."""
+    from jobs.lake.preflight import check_java
+    from jobs.lake.spark import build_spark
+
+    check_java(java_executable())
+    return build_spark(config, app_name=app_name)
 
 
 @app.command("rotate-key")
@@ -554,18 +567,14 @@ def rollback(
 
     The restore is a new version (history kept); one gold/runs row of kind rollback
     re-points the live publication. Versions an erasure purged cannot be restored.
+    No Spark: delta-rs and pyarrow.
     """
     with _user_errors("rollback"):
-        config = _ready(load_config(config_file), key=False)
+        config = _ready(load_config(config_file), key=False, java=False)
         with _locked(config, f"rollback --table {table} --to-version {to_version}"):
             from jobs.lake.runs import rollback_table
-            from jobs.lake.spark import build_spark
 
-            spark = build_spark(config, app_name="fairshelf-rollback")
-            try:
-                row = rollback_table(spark, config, table, to_version)
-            finally:
-                spark.stop()
+            row = rollback_table(config, table, to_version)
         console.print(Text.assemble((row["message"], "green"), f"; readers now see it (gold/runs row {row['run_id']})"))
 
 

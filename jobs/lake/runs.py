@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import date
-from typing import Any, Mapping
+from typing import Any
+
+import pyarrow as pa
 
 from jobs.core.dates import utc_now
-from jobs.lake.delta import TableError
+from jobs.lake.delta import (
+    CommitInfo,
+    TableError,
+    list_tables,
+    missing_files,
+    read_arrow,
+    table_version,
+)
 
 # The tables a publication pins: the published gold tables, and the user features the
 # reader takes a user's region from. A run publishes those of them it wrote.
@@ -138,14 +148,22 @@ def append_runs_row(spark, config, row: Mapping[str, Any], stage: str = "record_
 
 
 def append_runs_rows(spark, config, rows: list[Mapping[str, Any]], stage: str) -> int:
-    """Append rows to gold/runs in one commit (stamped with the first row's run); its version."""
+    """Append rows to gold/runs in one commit (stamped with the first row's run); its
+    version. With ``spark`` None the rows are written from this process (``write_arrow``):
+    a maintenance command that started no Spark."""
+    first = rows[0]
+    commit = CommitInfo(first["run_id"], first["run_date"], stage, config.code_version, config.config_hash)
+    partitions = sorted({r["run_date"] for r in rows})
+    if spark is None:
+        from jobs.lake.delta_write import write_arrow
+
+        return write_arrow(pa.Table.from_pylist([dict(r) for r in rows]), config.table("gold", "runs"),
+                           commit=commit, mode="append", partitions=partitions)
     from jobs.core.schemas import RUNS
     from jobs.lake import tables
 
-    first = rows[0]
-    commit = tables.CommitInfo(first["run_id"], first["run_date"], stage, config.code_version, config.config_hash)
     return tables.write_named_table(spark.createDataFrame([dict(r) for r in rows], RUNS), config, "gold/runs",
-                                    commit=commit, mode="append", partitions=sorted({r["run_date"] for r in rows}))
+                                    commit=commit, mode="append", partitions=partitions)
 
 
 ROLLBACK_TABLES = ("gold/recommendations", "gold/default_recommendations", "gold/audit",
@@ -156,32 +174,34 @@ class RollbackRefused(ValueError):
     """A rollback cannot be done as asked; the message says why and what is possible."""
 
 
-def rollback_table(spark, config, table: str, version: int) -> dict[str, Any]:
+def rollback_table(config, table: str, version: int) -> dict[str, Any]:
     """Restore the partition that ``table`` served at ``version`` (the run date of the
     publication that pinned it) to its content at ``version``, in a new Delta version
     (history kept; other dates' partitions untouched), and re-point the live publication
-    at it: one gold/runs row of kind ``rollback``. Returns that row. Refuses (RollbackRefused) tables that are not
-    published shelves or audits, unknown versions, and versions erasure removed."""
-    from jobs.core.schemas import TABLES
-    from jobs.lake import tables
+    at it: one gold/runs row of kind ``rollback``. Returns that row. Refuses (RollbackRefused)
+    tables that are not published shelves or audits, unknown versions, and versions erasure
+    removed. No Spark: the partition is read with ``deltalake`` and written back from this
+    process (``write_arrow``), a few thousand rows."""
+    from jobs.lake.delta_write import write_arrow
     from jobs.lake.reader import latest_publication
 
     if table not in ROLLBACK_TABLES:
         why = {
             "gold/runs": "gold/runs is the publication record itself; roll back a published table instead",
             "gold/lineage": "gold/lineage records what happened; it is never rolled back",
-        }.get(table, "only published tables can be rolled back" if table in TABLES else "unknown table")
+        }.get(table, "only published tables can be rolled back"
+              if table in {t.name for t in list_tables(config.lakehouse)} else "unknown table")
         raise RollbackRefused(f"cannot roll back {table!r}: {why}. Tables: {', '.join(ROLLBACK_TABLES)}")
     uri = config.table(*table.split("/"))
-    current = tables.table_version(uri)
+    current = table_version(uri)
     if current is None:
         raise RollbackRefused(f"{table} does not exist in {config.lakehouse}")
     if not 0 <= version < current:
         raise RollbackRefused(f"{table} has versions 0..{current} (current {current}); "
                               f"--to-version {version} is not an earlier one")
     try:
-        gone = tables.missing_files(uri, version)
-    except tables.TableError:
+        gone = missing_files(uri, version)
+    except TableError:
         gone = None
     if gone is None or gone:
         raise RollbackRefused(
@@ -189,22 +209,21 @@ def rollback_table(spark, config, table: str, version: int) -> dict[str, Any]:
             "before it (erased users must not come back), so it cannot be restored. "
             f"`fairshelf runs` and the table's history show the versions still available")
     live = latest_publication(config.lakehouse)
-    runs = tables.read_arrow(config.table("gold", "runs")).to_pylist()
+    runs = read_arrow(config.table("gold", "runs")).to_pylist()
     serving = serving_at(runs, table, version)
     if serving is None:
         raise RollbackRefused(f"no publication pinned {table} at or before version {version}: "
                               "it never served readers, so there is nothing to roll back to")
     rollback_id = new_run_id(utc_now().date(), prefix="rollback")
     day = serving["run_date"]
-    commit = tables.CommitInfo(rollback_id, day, "rollback", config.code_version, config.config_hash)
+    commit = CommitInfo(rollback_id, day, "rollback", config.code_version, config.config_hash)
     # Only the partition of the publication rolled back: other dates stay as they are now.
-    restored = tables.write_named_table(
-        tables.read_table(spark, uri, version=version, run_dates=[day], engine=config.spark.table_engine),
-        config, table, commit=commit, mode="overwrite_partition", partitions=[day])
+    restored = write_arrow(read_arrow(uri, version=version, filters=[("run_date", "=", day)]), uri,
+                           commit=commit, mode="overwrite_partition", partitions=[day])
     live.pop("published")
     row = repointed(live, {table: {**serving, "version": restored}}, kind="rollback",
                     run_id=rollback_id, now=utc_now().isoformat(),
                     message=f"{table}: partition {day} restored from version {version} (now version "
                             f"{restored}), serving run {serving['run_id']}")
-    append_runs_row(spark, config, row, stage="rollback")
+    append_runs_row(None, config, row, stage="rollback")
     return row

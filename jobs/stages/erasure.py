@@ -234,12 +234,14 @@ def logged_requests(config: Config) -> set[tuple[str, str]]:
 
 # --- entry points --------------------------------------------------------------------------
 
-def erase_user_keys(spark: SparkSession, config: Config, requests: Sequence[ErasureRequest],
+def erase_user_keys(spark: SparkSession | None, config: Config, requests: Sequence[ErasureRequest],
                     run_id: str, run_date: date) -> ErasureReport:
     """Erase the requests' users everywhere and append their gold/erasure_log rows.
 
     A repeat with the same ``run_id`` and ``run_date`` erases again but records nothing
-    new (the log append is the run's idempotent write).
+    new (the log append is the run's idempotent write). Everything but the two small
+    appends (erasure log, gold/runs) is delta-rs and pyarrow already; with ``spark`` None
+    those are written from this process too (``fairshelf erase``: no Spark at all).
     """
     started = time.perf_counter()
     result = StageResult(STAGE, run_date, run_id, config)
@@ -256,16 +258,30 @@ def erase_user_keys(spark: SparkSession, config: Config, requests: Sequence[Eras
         for key in found:
             report.model_dirs_by_key[key] = report.model_dirs_by_key.get(key, 0) + 1
     report.erased_at = utc_now().isoformat()
-    log = spark.createDataFrame(erasure_log_rows(report), ERASURE_LOG)
-    result.write(log.select(*allowed_columns(ERASURE_LOG_TABLE)), ERASURE_LOG_TABLE,
-                 mode="append")
+    append_erasure_log(spark, result, erasure_log_rows(report))
     report.versions.update(result.outputs)
     repoint_publication(spark, config, report)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def repoint_publication(spark: SparkSession, config: Config, report: ErasureReport) -> None:
+def append_erasure_log(spark: SparkSession | None, result: StageResult, rows: list[dict[str, Any]]) -> int:
+    """Append ``rows`` to gold/erasure_log as ``result``'s write (through Spark, or with
+    ``spark`` None from this process: the same files, statistics and commit)."""
+    columns = allowed_columns(ERASURE_LOG_TABLE)
+    if spark is not None:
+        return result.write(spark.createDataFrame(rows, ERASURE_LOG).select(*columns), ERASURE_LOG_TABLE,
+                            mode="append")
+    from jobs.lake.delta_write import write_arrow
+
+    data = pa.Table.from_pylist(rows, schema=tables.arrow_schema(ERASURE_LOG)).select(columns)
+    version = write_arrow(data, result.config.table(*ERASURE_LOG_TABLE.split("/")), commit=result.commit,
+                          mode="append", schema=data.schema, stats_exclude=USER_KEY_COLUMNS)
+    result.outputs[ERASURE_LOG_TABLE] = version
+    return version
+
+
+def repoint_publication(spark: SparkSession | None, config: Config, report: ErasureReport) -> None:
     """Keep every publication readable: the versions they pinned were just purged, so
     append, for each run date whose publication pinned one of them, a gold/runs row of
     kind ``erasure`` pointing its tables at their post-erasure versions (the same rows
@@ -290,6 +306,7 @@ class ErasurePlan:
     to_erase: list[str]
     tables: list[dict[str, Any]] = field(default_factory=list)  # table, rows, files, versions_lost
     model_dirs: int = 0  # saved models holding one of them
+    unscanned: list[str] = field(default_factory=list)  # found nowhere; landing not scanned (no Spark)
 
     @property
     def rows(self) -> int:
@@ -311,9 +328,14 @@ class ErasurePlan:
         }
 
 
-def plan_erasure(spark: SparkSession, config: Config, account_ids: Sequence[str]) -> ErasurePlan:
+def plan_erasure(spark: SparkSession | None, config: Config, account_ids: Sequence[str]) -> ErasurePlan:
     """Where ``account_ids`` are (landing, every table with a user key, saved models, the
-    erasure log) and what erasing them would remove; reads only, changes nothing."""
+    erasure log) and what erasing them would remove; reads only, changes nothing.
+
+    Only an account found in no table, model or log needs the landing zone scanned, with
+    Spark (its readers judge malformed landing rows as ingest does); with ``spark`` None
+    such accounts are only listed in ``plan.unscanned`` and nothing else is decided: plan
+    again with Spark."""
     key = config.require_pseudonym_key()
     check_key(config)
     keys = {account: pseudonym(key, account) for account in dict.fromkeys(account_ids)}
@@ -335,6 +357,9 @@ def plan_erasure(spark: SparkSession, config: Config, account_ids: Sequence[str]
     logged = {user_key for user_key, _ in logged_requests(config)}
     unseen = [a for a, user_key in keys.items() if user_key not in held and user_key not in logged]
     in_landing = set()
+    if unseen and spark is None:
+        plan.unscanned = unseen
+        return plan
     if unseen:  # a scan of the whole landing zone, only for accounts found nowhere else
         in_landing = {r["account_id"] for r in landing_account_ids(spark, config)
                       .where(F.col("account_id").isin(unseen)).collect()}
@@ -350,13 +375,15 @@ def plan_erasure(spark: SparkSession, config: Config, account_ids: Sequence[str]
     return plan
 
 
-def erase_accounts(spark: SparkSession, config: Config, account_ids: list[str],
+def erase_accounts(spark: SparkSession | None, config: Config, account_ids: list[str],
                    requested_at: str, run_id: str, run_date: date | None = None,
                    plan: ErasurePlan | None = None) -> ErasureReport:
     """Erase ``account_ids`` now (``fairshelf erase``): every table, older versions and
     models; one gold/erasure_log row per account, and the request kept in
     ``landing/erasure_requests`` (a key rotation needs the account id: module doc of
-    ``jobs.orchestration.rotation``). ``run_date`` defaults to today (UTC).
+    ``jobs.orchestration.rotation``). ``run_date`` defaults to today (UTC). With ``spark``
+    None no Spark is used (``erase_user_keys``); ``plan``, if given, must then have scanned
+    the landing zone for the accounts found nowhere else (``plan_erasure``).
 
     Refuses, before anything changes, account ids found nowhere (a typo must not purge
     history); accounts already erased and gone everywhere are skipped."""
@@ -368,6 +395,9 @@ def erase_accounts(spark: SparkSession, config: Config, account_ids: list[str],
     if not requested_at or not requested_at.strip():
         raise ErasureError("requested_at is empty: give the time the erasure was requested")
     plan = plan or plan_erasure(spark, config, account_ids)
+    if plan.unscanned:
+        raise ErasureError(f"{len(plan.unscanned)} account(s) are in no table, model or erasure log: "
+                           "finding them in the landing zone needs Spark; plan the erasure with Spark")
     if plan.unknown:
         raise ErasureError(
             f"no such account: {', '.join(plan.unknown)} (in no landing folder, table or model, and "

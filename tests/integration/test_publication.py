@@ -234,7 +234,7 @@ def test_rollback_restores_the_previous_version_and_readers_follow(lake, spark):
     runs = tables.read_arrow(config.table("gold", "runs")).to_pylist()
     first_row = next(r for r in runs if r["run_id"] == first.run_id)
     target = json.loads(first_row["published_json"])["gold/recommendations"]["version"]
-    row = rollback_table(spark, config, "gold/recommendations", target)
+    row = rollback_table(config, "gold/recommendations", target)
     assert row["kind"] == "rollback"
     restored = tables.table_version(uri)
     assert _content(tables.read_arrow(uri, version=restored)) == _content(tables.read_arrow(uri, version=target))
@@ -253,7 +253,7 @@ def test_rollback_restores_the_previous_version_and_readers_follow(lake, spark):
 ])
 def test_rollback_refuses_clearly(lake, spark, table, version, says):
     with pytest.raises(RollbackRefused, match=says):
-        rollback_table(spark, lake["config"], table, version)
+        rollback_table(lake["config"], table, version)
 
 
 def test_erasure_repoints_and_readers_keep_working(lake, spark):
@@ -273,4 +273,4 @@ def test_erasure_repoints_and_readers_keep_working(lake, spark):
     other = next(k for k in keys if k != erased)
     assert reader.shelf_for(config.lakehouse, other)[0]["shelf"] == "personal"
     with pytest.raises(RollbackRefused, match="erasure"):
-        rollback_table(spark, config, "gold/recommendations", old_version)
+        rollback_table(config, "gold/recommendations", old_version)

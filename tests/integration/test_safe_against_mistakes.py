@@ -303,7 +303,7 @@ def test_rollback_then_erasure_keeps_every_publication_readable(copy_of_syntheti
     assert older_rows
 
     pipeline_runs = tables.read_arrow(config.table("gold", "runs"))
-    rollback_table(spark, config, "gold/recommendations", target)
+    rollback_table(config, "gold/recommendations", target)
     kept = sorted(map(repr, tables.read_arrow(uri, filters=older_day).to_pylist()))
     assert kept == older_rows, "the rollback of one publication dropped another date's shelves"
 
