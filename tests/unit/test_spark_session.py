@@ -51,7 +51,9 @@ def test_a_run_with_delta_spark_and_no_jars_stops_at_session_start(tmp_path):
     env.update(PYTHONPATH=str(REPO), FAIRSHELF_LAKEHOUSE=str(tmp_path / "lake"),
                FAIRSHELF_TABLE_ENGINE="delta-spark", FAIRSHELF_PSEUDONYM_KEY=TEST_KEY.decode(),
                FAIRSHELF_SPARK_DRIVER_MEMORY="512m")
-    (tmp_path / "lake" / "landing" / "viewing_events" / "date=2026-11-25").mkdir(parents=True)
+    day = tmp_path / "lake" / "landing" / "viewing_events" / "date=2026-11-25"
+    day.mkdir(parents=True)
+    (day / "part-00000.jsonl").write_text("{}\n")  # a landing day, so the CLI's checks before Spark pass
     done = subprocess.run([str(Path(sys.executable).parent / "fairshelf"), "run", "--date", "2026-11-25"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     output = " ".join((done.stdout + done.stderr).split())  # the CLI wraps long lines
