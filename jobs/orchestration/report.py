@@ -65,53 +65,71 @@ def read_audit(config, run: dict[str, Any]):
     return rows if len(rows) else None
 
 
+def _readable(ax, title: str) -> None:
+    """Group labels slanted and anchored at their bar, the legend beside the plot (never on
+    a bar), the title."""
+    for label in ax.get_xticklabels():
+        label.set_rotation(35)
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
+    ax.set_xlabel("")
+
+
 def _png(figure) -> str:
+    figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def audit_plots(audit) -> list[str]:
-    """Two figures as PNG data URIs: user-group nDCG@k before and after re-ranking, per
+    """``audit_figures`` as PNG data URIs."""
+    import matplotlib.pyplot as plt
+
+    images = []
+    for fig in audit_figures(audit):
+        images.append(_png(fig))
+        plt.close(fig)
+    return images
+
+
+def audit_figures(audit) -> list:
+    """Two matplotlib figures: user-group nDCG@k before and after re-ranking, per
     dimension; exposure share (both shelves) against catalog share, per item dimension."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    images = []
+    figures = []
     user = audit[(audit["side"] == "user") & audit["group"].notna()]
     ndcg = user[user["metric"].str.fullmatch(r"ndcg@\d+")]
     if len(ndcg):  # the shortest cutoff (audit.k)
         ndcg = ndcg[ndcg["metric"] == min(set(ndcg["metric"]), key=lambda m: int(m.split("@")[1]))]
     if len(ndcg):
         dims = list(dict.fromkeys(ndcg["group_dimension"]))
-        fig, axes = plt.subplots(1, len(dims), figsize=(4.5 * len(dims), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(dims), figsize=(6 * len(dims), 3.4), squeeze=False)
         for ax, dim in zip(axes[0], dims):
             table = ndcg[ndcg["group_dimension"] == dim].pivot(index="group", columns="shelves", values="value")
-            table[[c for c in ("unconstrained", "reranked") if c in table]].plot.bar(ax=ax, rot=45)
-            ax.legend(fontsize="small")
-            ax.set_title(f"{ndcg['metric'].iloc[0]} by {dim}")
-            ax.set_xlabel("")
-        images.append(_png(fig))
-        plt.close(fig)
+            table[[c for c in ("unconstrained", "reranked") if c in table]].plot.bar(ax=ax)
+            _readable(ax, f"{ndcg['metric'].iloc[0]} by {dim}")
+        figures.append(fig)
     item = audit[(audit["side"] == "item") & audit["group"].notna()]
     shares = item[item["metric"].isin(["exposure_share", "catalog_share"])]
     if len(shares):
         label = shares["metric"].where(shares["shelves"].isna(), "exposure " + shares["shelves"].fillna(""))
         shares = shares.assign(kind=label.str.replace("catalog_share", "catalog"))
         dims = list(dict.fromkeys(shares["group_dimension"]))
-        fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(dims), figsize=(6.5 * len(dims), 3.6), squeeze=False)
         for ax, dim in zip(axes[0], dims):
             table = shares[shares["group_dimension"] == dim].pivot(index="group", columns="kind", values="value")
             order = ["catalog", "exposure unconstrained", "exposure reranked"]
-            table[[c for c in order if c in table]].plot.bar(ax=ax, rot=60)
-            ax.legend(fontsize="small")
-            ax.set_title(f"share by {dim}")
-            ax.set_xlabel("")
-        images.append(_png(fig))
-        plt.close(fig)
-    return images
+            table[[c for c in order if c in table]].plot.bar(ax=ax)
+            _readable(ax, f"share by {dim}")
+        figures.append(fig)
+    return figures
 
 
 def _records(rows) -> list[dict[str, Any]]:
