@@ -74,7 +74,7 @@ def configure_logging(console: Console, *, verbose: bool = False, quiet: bool = 
     from rich.logging import RichHandler
 
     logging.captureWarnings(True)
-    handler = RichHandler(console=console, show_path=False, markup=False)
+    handler = RichHandler(console=console, show_path=False, show_time=verbose, markup=False)
     handler.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
     if not verbose:
         handler.addFilter(_NotPythonWarnings())

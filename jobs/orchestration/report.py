@@ -29,7 +29,9 @@ import numpy as np
 from jinja2 import Environment
 
 from jobs.core.render import template_environment
-from jobs.orchestration.report_overview import changes, gate_findings, headline, previous_run, selection_rows
+from jobs.orchestration.report_overview import (
+    changes, gate_findings, gates_checked, headline, previous_run, selection_rows,
+)
 
 
 def _fmt(value: Any) -> str:
@@ -191,6 +193,7 @@ def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: 
     overview = {
         "published": run["status"] == "succeeded",
         "findings": gate_findings(run, metrics, audit),
+        "checked": gates_checked(metrics),
         "headline": headline(audit),
         "previous": previous,
         "changes": changes(metrics, previous),

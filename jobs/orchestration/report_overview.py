@@ -65,6 +65,19 @@ def gate_findings(run: Mapping[str, Any], metrics: Metrics, audit=None) -> dict[
     return {"blocking": blocking, "warnings": warnings}
 
 
+def gates_checked(metrics: Metrics) -> str:
+    """What the gates looked at, in one sentence (empty when no gate stage ran)."""
+    quality, audit = metrics.get("quality", {}), metrics.get("audit", {})
+    parts = []
+    if quality.get("expectations") is not None:
+        parts.append(f"{quality['expectations']:,} quality and representation expectations "
+                     f"({quality.get('blocking_failures') or 0:,} blocking failures, {quality.get('warnings') or 0:,} warnings)")
+    if audit.get("checks") is not None:
+        parts.append(f"{audit['checks']:,} fairness checks ({audit.get('checks_failed') or 0:,} failed, "
+                     f"{audit.get('blocking_failed') or 0:,} of them blocking)")
+    return f"Checked: {' and '.join(parts)}." if parts else ""
+
+
 def _audit_value(audit, side: str, metric: str, shelves: str, reduce=None) -> float | None:
     rows = audit[(audit["side"] == side) & (audit["metric"] == metric) & (audit["shelves"] == shelves)]
     values = [v for v in (_number(v) for v in rows["value"]) if v is not None]

@@ -41,6 +41,7 @@ def test_first_screen_comes_before_the_stage_tables(previous):
     first_stage_table = html.index("<h2>Stages</h2>")
     screen = html[:first_stage_table]
     assert "<strong>Published</strong>" in screen
+    assert "Checked: 44 quality and representation expectations (0 blocking failures, 1 warnings) and 17 fairness" in screen
     assert WARNING in screen  # the quality warning, with what was observed
     assert "fairness: ndcg@10_ratio_upper by gender on the re-ranked shelves is 0.324, below the minimum 0.6" in screen
     assert "<td>catalogue coverage (share of titles shown)</td><td>0.5</td><td>1</td>" in screen
