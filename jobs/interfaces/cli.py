@@ -263,6 +263,7 @@ def _run_date(config: Config, log: ErrorLog) -> list[str]:
 
             def on_stage_done(summary: dict) -> None:
                 progress.console.print(Text(stage_line(summary)))
+                progress.reset(task, description="recording the run, writing the report")
 
             outcome = run_pipeline(spark, config, log.run_date, on_stage=on_stage, on_stage_done=on_stage_done)
             progress.console.print(Text.assemble((f"{log.run_date}: run {outcome.run_id} succeeded", "green")))

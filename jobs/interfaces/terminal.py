@@ -73,6 +73,7 @@ def configure_logging(console: Console, *, verbose: bool = False, quiet: bool = 
     with ``verbose`` INFO and Python warnings too; ``quiet``: errors only."""
     from rich.logging import RichHandler
 
+    logging.captureWarnings(False)  # anew, whoever captured them before (GE does, at import)
     logging.captureWarnings(True)
     handler = RichHandler(console=console, show_path=False, show_time=verbose, markup=False)
     handler.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)

@@ -37,7 +37,7 @@ table{border-collapse:collapse;margin:.5rem 0 1rem;display:block;max-width:100%;
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}pre,code{white-space:pre-wrap}img{max-width:100%}
 .text-success{color:#176b1d}.text-danger{color:#a11}.text-warning{color:#8a5a00}
-.invisible,.modal,.sr-only,#ge-cta-footer,button[onclick]{display:none}.fas,.far,.fa{font-style:normal}
+.invisible,.modal,.sr-only,footer,button[onclick]{display:none}nav.navbar{height:auto!important}.fas,.far,.fa{font-style:normal}
 .fa-check-circle::before{content:"\\2714"}.fa-times::before{content:"\\2718"}
 nav ul,.list-group{list-style:none;padding-left:0}
 </style>
