@@ -79,7 +79,12 @@ def configure_logging(console: Console, *, verbose: bool = False, quiet: bool = 
     handler.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
     if not verbose:
         handler.addFilter(_NotPythonWarnings())
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[handler], force=True)
+    root = logging.getLogger()
+    for earlier in [h for h in root.handlers if getattr(h, "fairshelf_console", False)]:
+        root.removeHandler(earlier)  # a second call (the CLI run in-process) replaces it
+    handler.fairshelf_console = True
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
     # py4j's INFO is its socket traffic (a line per connection closed), not the run's.
     logging.getLogger("py4j").setLevel(logging.INFO if verbose else logging.WARNING)
 

@@ -79,3 +79,14 @@ def test_log_lines_are_not_read_as_markup(root_logging):
     configure_logging(Console(file=screen, width=200))
     logging.getLogger("jobs").warning("unknown setting(s) in [shelf]: ['histroy_days']")
     assert "[shelf]" in screen.getvalue()
+
+
+def test_configuring_twice_keeps_one_console_handler_and_others_handlers(root_logging):
+    other = logging.NullHandler()
+    logging.getLogger().addHandler(other)
+    screen = io.StringIO()
+    configure_logging(Console(file=screen, width=200))
+    configure_logging(Console(file=screen, width=200))
+    logging.getLogger("jobs").warning("once")
+    assert screen.getvalue().count("once") == 1
+    assert other in logging.getLogger().handlers
