@@ -174,6 +174,12 @@ def audit_section(audit) -> str:
 SHOWN_APART = {"model_selection", "warning_messages"}
 
 
+def selection_facts(selection: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """The model search's record but its trials (their own table) and the chosen model
+    (the ``model`` metric), as metric rows: criterion, tried, candidates, seconds, split."""
+    return [(f"model_selection {k}", v) for k, v in (selection or {}).items() if k not in ("trials", "chosen")]
+
+
 def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: list[Any], audit=None,
                   previous: dict[str, Any] | None = None, links: list[tuple[str, str]] = ()) -> str:
     """The report page for one run (``run`` is its gold/runs row; ``audit`` its gold/audit
@@ -184,7 +190,8 @@ def render_report(run: dict[str, Any], summaries: list[dict[str, Any]], tables: 
         {
             "name": summary["stage"],
             "seconds": summary.get("seconds"),
-            "metrics": sorted((k, v) for k, v in summary["metrics"].items() if k not in SHOWN_APART),
+            "metrics": sorted([(k, v) for k, v in summary["metrics"].items() if k not in SHOWN_APART]
+                              + selection_facts(summary["metrics"].get("model_selection"))),
             "outputs": sorted(summary["outputs"].items()),
             "selection": selection_rows(summary["metrics"].get("model_selection")),
         }

@@ -63,6 +63,7 @@ def test_failed_run_is_not_published_and_says_why():
 def test_model_selection_is_a_table_not_json():
     html = render_report(RECORDED, summaries_of(RECORDED), [])
     assert "<h4>Model selection</h4>" in html
+    assert "<td>model_selection criterion</td><td>validation ndcg@10</td>" in html
     assert '"trials"' not in html and "{&#34;" not in html.split("<h4>Model selection</h4>")[1].split("</table>")[0]
     rows = selection_rows(json.loads(RECORDED["metrics_json"])["train"]["model_selection"])
     assert len(rows) == 8 and [r["trial"] for r in rows if r["chosen"]] == [4]
