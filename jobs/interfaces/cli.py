@@ -12,7 +12,6 @@ Rich markup.
 
 from __future__ import annotations
 
-import logging
 import secrets
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from rich.text import Text
 from jobs.core.config import Config, ConfigError, java_executable, load_config
 from jobs.core.dates import utc_now
 from jobs.core.errors import explain, without_stack
+from jobs.interfaces.terminal import configure_logging, log_to_file, stage_line, stop_logging_to
 
 app = typer.Typer(
     add_completion=False,
@@ -59,20 +59,15 @@ OPTIONS = Options()
 
 @app.callback()
 def main(
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the traceback of an error."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors from loggers."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Every log line (INFO) and Spark's own log on the console; tracebacks."
+    ),
 ) -> None:
-    """Progress of long steps (model search, training) is logged to the console."""
-    from rich.logging import RichHandler
-
+    """A run prints one line per stage, the warnings to act on and where its report and
+    run log are; the run log (reports/<D>/run.log) holds every log line."""
     OPTIONS.verbose = verbose
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(console=errors, show_path=False)],
-    )
-    for noisy in ("py4j", "pyspark"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(errors, verbose=verbose, quiet=quiet)
 
 
 # The errors a user can cause, as (module, name): fairshelf's own, whose message says what to
@@ -105,12 +100,16 @@ class ErrorLog:
     lakehouse: str | None = None
     run_date: date | None = None
 
+    def run_log(self) -> Path | None:
+        """``<lakehouse>/reports/<D>/run.log``, once the checks have passed for a run date."""
+        if self.lakehouse and self.run_date and "://" not in self.lakehouse:
+            return Path(self.lakehouse) / "reports" / self.run_date.isoformat() / "run.log"
+        return None
+
     def paths(self) -> list[Path]:
         stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
         spare = Path(tempfile.gettempdir()) / "fairshelf" / f"{self.command}-{stamp}.log"
-        if self.lakehouse and self.run_date and "://" not in self.lakehouse:
-            return [Path(self.lakehouse) / "reports" / self.run_date.isoformat() / "run.log", spare]
-        return [spare]
+        return [path for path in (self.run_log(), spare) if path is not None]
 
     def write(self, exc: BaseException) -> Path | None:
         text = f"--- {utc_now().isoformat()} fairshelf {self.command}\n{''.join(traceback.format_exception(exc))}\n"
@@ -230,30 +229,52 @@ def _create_demo_key(config: Config) -> None:
     errors.print(Text(f"created a demo pseudonymization key at {path} (mode 0600)"), soft_wrap=True)
 
 
-def _run_dates(config: Config, dates: list[date]) -> None:
-    """Run the nightly pipeline for each date in order, with progress; stop at a failure."""
+@contextmanager
+def _run_log(log: ErrorLog) -> Iterator[Path | None]:
+    """While a run of ``log.run_date`` goes on, every log line goes to its run.log too."""
+    path = log.run_log()
+    if path is None:
+        yield None
+        return
+    handler = log_to_file(path)
+    try:
+        yield path
+    finally:
+        stop_logging_to(handler)
+
+
+def _run_date(config: Config, log: ErrorLog) -> list[str]:
+    """Run the nightly pipeline for ``log.run_date``: a spinner for the running stage, one
+    line per finished stage; every log line goes to the run log. Returns the lines that say
+    where the report and the run log are, for the end of the command's output."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from jobs.lake.spark import build_spark
-    from jobs.orchestration.pipeline import ORDER, run_pipeline
+    from jobs.orchestration.pipeline import run_pipeline
 
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    with _run_log(log) as run_log, Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
-        task = progress.add_task("starting Spark", total=len(dates) * len(ORDER))
-        spark = build_spark(config)
+        task = progress.add_task("starting Spark", total=None)
+        spark = build_spark(config, quiet=not OPTIONS.verbose)
         try:
-            for run_date in dates:
-                def on_stage(name: str, run_date: date = run_date) -> None:
-                    progress.update(task, description=f"{run_date}: {name}")
-                    progress.advance(task)
+            def on_stage(name: str) -> None:
+                progress.reset(task, description=name)
 
-                outcome = run_pipeline(spark, config, run_date, on_stage=on_stage)
-                progress.console.print(
-                    f"[green]{run_date}: run {escape(outcome.run_id)} succeeded[/]; report: {escape(str(outcome.report_path))}"
-                )
+            def on_stage_done(summary: dict) -> None:
+                progress.console.print(Text(stage_line(summary)))
+                progress.reset(task, description="recording the run, writing the report")
+
+            outcome = run_pipeline(spark, config, log.run_date, on_stage=on_stage, on_stage_done=on_stage_done)
+            progress.console.print(Text.assemble((f"{log.run_date}: run {outcome.run_id} succeeded", "green")))
         finally:
             spark.stop()
+    return [f"run report:       {outcome.report_path}"] + ([f"run log:          {run_log}"] if run_log else [])
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -291,10 +312,9 @@ def demo(
                 f"landing zone: {summary.events:,} events ({summary.malformed_events:,} malformed on "
                 f"purpose) of {summary.users:,} users over {len(summary.dates)} days in {summary.root}", markup=False
             )
-            _run_dates(config, [end])
+            where = _run_date(config, log)
         _print_tables(config)
-        console.print(f"\npublished tables: {config.path('gold')}", markup=False)
-        console.print(f"run report:       {Path(config.report_dir(end.isoformat())) / 'index.html'}", markup=False)
+        _print_lines([f"published tables: {config.path('gold')}", *where])
 
 
 @app.command("run")
@@ -305,7 +325,7 @@ def run_command(run_date: str = DateOption, config_file: Optional[Path] = Config
         config = _ready(load_config(config_file), [day])
         log.lakehouse, log.run_date = config.lakehouse, day
         with _locked(config, f"run --date {day}"):
-            _run_dates(config, [day])
+            _print_lines(_run_date(config, log))
 
 
 @app.command()
@@ -350,13 +370,16 @@ def backfill(
                 from jobs.orchestration.pipeline import RunFailed, run_pipeline
 
                 log.lakehouse = config.lakehouse
-                spark = build_spark(config)
+                spark = build_spark(config, quiet=not OPTIONS.verbose)
                 try:
                     for n, day in enumerate(todo, 1):
                         log.run_date = day
                         errors.print(f"{day}: running ({n}/{len(todo)})")
                         try:
-                            outcome = run_pipeline(spark, config, day, on_stage=lambda name, day=day: errors.print(f"{day}:   {name}"))
+                            with _run_log(log):
+                                outcome = run_pipeline(
+                                    spark, config, day,
+                                    on_stage_done=lambda s, day=day: errors.print(Text(f"{day}:   {stage_line(s)}")))
                         except RunFailed as exc:
                             errors.print(Text.assemble((f"{day}: failed ", "red"), message_of(exc)))
                             failed.append(f"{day} ({exc.outcome.failed_stage})")
@@ -491,7 +514,7 @@ def _start_spark(config: Config, app_name: str):
     from jobs.lake.spark import build_spark
 
     check_java(java_executable())
-    return build_spark(config, app_name=app_name)
+    return build_spark(config, app_name=app_name, quiet=not OPTIONS.verbose)
 
 
 @app.command("rotate-key")
@@ -516,7 +539,7 @@ def rotate_key_command(
         config = with_demo_key(config)[0]
         new_key = read_new_key(new_key_file)
         with _locked(config, "rotate-key"):
-            spark = build_spark(config, app_name="fairshelf-rotate-key")
+            spark = build_spark(config, app_name="fairshelf-rotate-key", quiet=not OPTIONS.verbose)
             try:
                 with console.status("rotating the key") as status:
                     report = rotate_key(spark, config, new_key, progress=status.update)

@@ -8,6 +8,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from importlib import resources
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -29,8 +30,16 @@ DELTA_JARS = {
     "io.delta:delta-storage:4.4.1": "io.delta.storage.LogStore",
 }
 
+# Spark's JVM logging at ERROR (package data): for commands a person watches.
+QUIET_LOG4J2 = Path(str(resources.files("jobs.lake").joinpath("log4j2-quiet.properties")))
 
-def build_spark(config: Config, app_name: str = "fairshelf") -> SparkSession:
+
+def quiet_java_options(properties: Path = QUIET_LOG4J2) -> str:
+    """The driver's JVM option that makes it log with ``properties`` (log4j2)."""
+    return f"-Dlog4j2.configurationFile={properties.resolve().as_uri()}"
+
+
+def build_spark(config: Config, app_name: str = "fairshelf", *, quiet: bool = False) -> SparkSession:
     """A SparkSession for ``config``: local by default, any master the config names.
 
     Under ``spark-submit`` the master, driver memory and deploy settings are spark-submit's.
@@ -39,7 +48,10 @@ def build_spark(config: Config, app_name: str = "fairshelf") -> SparkSession:
     dependencies (requirements.lock) in their Python, not this checkout or wheel. The Delta
     data source of ``jobs.lake.tables`` is registered on the session, so the default table
     engine needs no JVM jars; engine "delta-spark" fails here, with what to do, when the
-    Delta Lake jars are not on the classpath.
+    Delta Lake jars are not on the classpath. ``quiet`` (the CLI without -v) starts the
+    driver's JVM with ``log4j2-quiet.properties``, so Spark prints only errors from its
+    first line on; otherwise (Airflow tasks, -v) Spark logs as it always does. The option
+    applies when this call starts the JVM (not to a session that already runs).
     """
     # Locally, Python workers must run this interpreter (the project's venv); Spark's
     # planner workers (Python data sources) read only the environment for it. On a
@@ -63,6 +75,8 @@ def build_spark(config: Config, app_name: str = "fairshelf") -> SparkSession:
         .config("spark.sql.ansi.enabled", "false")
         .config("spark.redaction.regex", REDACTION_REGEX)
     )
+    if quiet:
+        builder = builder.config("spark.driver.extraJavaOptions", quiet_java_options())
     if config.spark.table_engine == "delta-spark":
         builder = builder.config(
             "spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension"

@@ -178,9 +178,11 @@ def run_pipeline(
     run_date: date,
     run_id: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_stage_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunOutcome:
     """All stages in order for ``run_date``, then the lineage, the run row (the
-    publishing step) and the report."""
+    publishing step) and the report. ``on_stage`` is called with a stage's name before it
+    runs, ``on_stage_done`` with its summary after it succeeded (progress for a person)."""
     run_id = run_id or new_run_id(run_date)
     preflight(config, run_id)
     start_run(spark, config, run_id, run_date)
@@ -196,6 +198,8 @@ def run_pipeline(
             outcome.failed_timing = getattr(exc, "fairshelf_timing", None)
             outcome.report_path = record_run(spark, config, outcome, started_at)
             raise RunFailed(outcome) from exc
+        if on_stage_done:
+            on_stage_done(summaries[-1])
     outcome = RunOutcome(run_id, run_date, "succeeded", summaries)
     outcome.report_path = record_run(spark, config, outcome, started_at)
     return outcome

@@ -28,6 +28,7 @@ from jobs.core.dates import utc_now
 from jobs.core.errors import GateFailed, StageError
 from jobs.core.schemas import QUALITY_RESULTS
 from jobs.shared import quality_profiles as qp
+from jobs.shared.offline_docs import make_offline
 from jobs.shared.stage import StageResult
 
 # Package data: the suites travel inside the installed package (the repo's top-level
@@ -169,9 +170,12 @@ class Validator:
         return name if self._names[name] == 1 else f"{name}-{self._names[name]}"
 
     def build_docs(self) -> str | None:
+        """Build the Data Docs site of the results kept so far, self-contained
+        (``jobs.shared.offline_docs``: no CDN asset, readable offline); returns its index."""
         if not self.docs_dir:
             return None
         self.context.build_data_docs(site_names=["fairshelf"])
+        make_offline(self.docs_dir)
         return str(Path(self.docs_dir) / "index.html")
 
 

@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 
 from jobs.lake.reader import read_shelf
 from jobs.orchestration.pipeline import RunFailed, run_pipeline
+from jobs.orchestration.stage_graph import ORDER
 from jobs.stages.publish import REASONS
 
 pytestmark = [pytest.mark.spark, pytest.mark.integration]
@@ -198,7 +199,19 @@ def test_cli_demo_runs_end_to_end(tmp_path):
     key = tmp_path / "lake" / ".fairshelf_pseudonym_key"
     assert key.stat().st_mode & 0o777 == 0o600
     assert "gold/recommendations" in done.stdout
-    assert str(tmp_path / "lake" / "reports" / "2026-11-25" / "index.html") in done.stdout.replace("\n", "")
+    report_dir = tmp_path / "lake" / "reports" / "2026-11-25"
+    assert f"run report:       {report_dir / 'index.html'}" in done.stdout
+    # A terminal a person can read (issue 18, item 1): a line per stage, the summary, where
+    # the report and the run log are; no third-party INFO, no Spark start-up chatter.
+    printed = (done.stdout + done.stderr).splitlines()
+    assert len(printed) <= 60, "\n".join(printed)
+    for noise in ("INFO", "OpenLineageClient", "Skipping registering", "log4j", "NativeCodeLoader"):
+        assert not [line for line in printed if noise in line], (noise, "\n".join(printed))
+    for stage in ORDER:
+        assert [line for line in printed if line.startswith(f"{stage} ")], (stage, "\n".join(printed))
+    assert f"run log:          {report_dir / 'run.log'}" in done.stdout
+    run_log = (report_dir / "run.log").read_text()
+    assert "INFO openlineage" in run_log and "INFO jobs.recsys.training: fitted" in run_log, run_log[-2000:]
     # The demo's lakehouse just works (issue 18, item 3): a later command uses its key, and says so once.
     again = subprocess.run([sys.executable, "-m", "jobs.interfaces.cli", "run", "--date", "2026-11-25"],
                            env=env, capture_output=True, text=True, timeout=600)

@@ -39,3 +39,19 @@ def test_report_without_audit_has_no_audit_section():
            "config_hash": "h", "key_fingerprint": "k", "model_version": "m"}
     assert "Fairness audit" not in render_report(run, [], [])
     assert "Fairness audit" in render_report(run, [], [], audit_rows())
+
+
+def test_plots_keep_legends_beside_the_bars_and_labels_slanted():
+    import matplotlib.pyplot as plt
+
+    from jobs.orchestration.report import audit_figures
+
+    figures = audit_figures(audit_rows())
+    assert len(figures) == 2
+    for fig in figures:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            legend = ax.get_legend().get_window_extent()
+            assert legend.x0 >= ax.get_window_extent().x1  # right of the plot, on no bar
+            assert {label.get_rotation() for label in ax.get_xticklabels()} == {35.0}
+        plt.close(fig)
