@@ -166,7 +166,8 @@ def _executors_running(events: list[dict], operator: str) -> set[str]:
 
 
 def test_re_ranking_runs_in_executor_processes(cluster_run, spark_conf_dir):
-    """The re-ranker and the publish stage's reasons are mapInArrow (Python) over the users."""
+    """The candidate scoring (train), the re-ranker and the publish stage's reasons are
+    mapInArrow (Python) over the users: every such task ran on an executor."""
     executors = _executors_running(_events(spark_conf_dir), "MapInArrow")
     assert executors and "driver" not in executors
 
