@@ -28,13 +28,10 @@ from pyspark.sql import functions as F
 
 from jobs.core.errors import StageError
 from jobs.core.model_spec import ModelSpec
+from jobs.core.schemas import CANDIDATES
+from jobs.lake.tables import arrow_schema
 from jobs.recsys.models import model_from_arrays
 from jobs.recsys.training import candidate_columns, recommend_histories
-
-CANDIDATE_SCHEMA = (
-    "user_key string, content_id string, score double, candidate_rank int, model_version string, run_date string"
-)
-
 
 @dataclass(frozen=True)
 class Scorer:
@@ -54,12 +51,15 @@ class Scorer:
         return "user_factors" in self.arrays
 
 
-def candidates_batch(batch: pa.RecordBatch, model, scorer: Scorer) -> pa.RecordBatch:
-    """One batch of users (``user_key``, ``user_row``, ``history``) -> their candidate rows."""
+def candidates_batch(
+    batch: pa.RecordBatch, model, scorer: Scorer, titles: pa.Array, schema: pa.Schema
+) -> pa.RecordBatch:
+    """One batch of users (``user_key``, ``user_row``, ``history``) -> their candidate rows
+    (``schema``: ``CANDIDATES`` as Arrow; ``titles``: ``scorer.content_ids`` as Arrow)."""
     history = batch.column("history")
     lengths = pc.fill_null(pc.list_value_length(history), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(history)
-    items = pc.index_in(flat.field("content_id"), value_set=pa.array(scorer.content_ids))
+    items = pc.index_in(flat.field("content_id"), value_set=titles)
     items = pc.fill_null(items, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     confidence = pc.fill_null(flat.field("confidence"), 0.0).to_numpy(zero_copy_only=False)
     if (items < 0).any():
@@ -72,18 +72,11 @@ def candidates_batch(batch: pa.RecordBatch, model, scorer: Scorer) -> pa.RecordB
     user_keys = batch.column("user_key").to_numpy(zero_copy_only=False)
     columns = candidate_columns(user_keys, scorer.content_ids, rows, cols, scores, scorer.model_version,
                                 scorer.run_date)
-    return pa.RecordBatch.from_pydict(columns, schema=_arrow_schema())
-
-
-def _arrow_schema() -> pa.Schema:
-    return pa.schema(
-        [("user_key", pa.string()), ("content_id", pa.string()), ("score", pa.float64()),
-         ("candidate_rank", pa.int32()), ("model_version", pa.string()), ("run_date", pa.string())]
-    )
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
 def score_on_executors(interactions: DataFrame, scorer: Scorer, user_keys: np.ndarray) -> DataFrame:
-    """The candidates (``CANDIDATE_SCHEMA``) of every user of ``interactions``
+    """The candidates (``jobs.core.schemas.CANDIDATES``) of every user of ``interactions``
     (``user_key, content_id, confidence``: what the model was fitted on; ``user_keys``:
     the model's user rows, needed by factor models)."""
     spark = interactions.sparkSession
@@ -99,9 +92,11 @@ def score_on_executors(interactions: DataFrame, scorer: Scorer, user_keys: np.nd
     shared = spark.sparkContext.broadcast(scorer)
 
     def score(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = model_from_arrays(shared.value.spec, shared.value.arrays)
+        scorer = shared.value
+        model = model_from_arrays(scorer.spec, scorer.arrays)
+        titles, schema = pa.array(scorer.content_ids), arrow_schema(CANDIDATES)  # once per task
         for batch in batches:  # slices of batch_users users: output batches of batch_users x n rows
-            for start in range(0, batch.num_rows, shared.value.batch_users):
-                yield candidates_batch(batch.slice(start, shared.value.batch_users), model, shared.value)
+            for start in range(0, batch.num_rows, scorer.batch_users):
+                yield candidates_batch(batch.slice(start, scorer.batch_users), model, scorer, titles, schema)
 
-    return lists.mapInArrow(score, CANDIDATE_SCHEMA)
+    return lists.mapInArrow(score, CANDIDATES)
